@@ -1,0 +1,77 @@
+"""Callbacks that make a run readable and safe: text samples in TensorBoard, a stop on divergence."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from rnnlab.errors import DivergenceError
+
+
+class TextSampleLogger(L.Callback):
+    """Every `every_n_epochs` (after validation), continue `prefix` greedily and log it as TensorBoard text."""
+
+    def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, every_n_epochs: int = 5,
+                 temperature: float = 0.0):
+        self.prefix, self.num_tokens = prefix, num_tokens
+        self.every_n_epochs, self.temperature = every_n_epochs, temperature
+        self.last_sample: str | None = None
+
+    def sample(self, pl_module) -> str:
+        return pl_module.generate(self.prefix, self.num_tokens, temperature=self.temperature)
+
+    def summary(self, trainer, pl_module) -> dict:
+        """Final sample for metrics.json, from the trained model."""
+        return {"sample": self.sample(pl_module)}
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
+            return
+        self.last_sample = self.sample(pl_module)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("samples/greedy" if self.temperature == 0 else "samples/sampled",
+                                           self.last_sample, trainer.global_step)
+
+
+class DivergenceGuard(L.Callback):
+    """Stop at a non-finite training loss instead of training on NaNs.
+
+    Reading the loss costs a host sync, so it is checked every `every_n_steps` steps (when Lightning
+    logs anyway) and on every epoch's metrics, before checkpoints are written; raising skips the
+    checkpoint of the diverged epoch, so the last good checkpoint stays the newest one.
+    """
+
+    def __init__(self, every_n_steps: int = 50):
+        self.every_n_steps = every_n_steps
+
+    def _check(self, trainer, name: str, value) -> None:
+        value = float(value)
+        if not math.isfinite(value):
+            raise DivergenceError(
+                f"training diverged: {name} is {value} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"set trainer.gradient_clip_val (now {trainer.gradient_clip_val}) or lower optimizer.lr"
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.global_step % self.every_n_steps) == 0 and outputs is not None:
+            self._check(trainer, "train/loss", outputs["loss"])
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Runs before ModelCheckpoint (Lightning calls checkpoint callbacks last): NaN weights are never saved.
+        if not trainer.sanity_checking:
+            self._check_metrics(trainer, "val/")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check_metrics(trainer, "train/")
+
+    def _check_metrics(self, trainer, prefix: str) -> None:
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith(prefix) and not torch.isfinite(value).all():
+                self._check(trainer, name, value.sum())

@@ -1,0 +1,152 @@
+"""The book's two ways of cutting one long sequence into minibatches of windows, as samplers.
+
+A sampler yields, per minibatch, the start positions of its `batch_size` windows; `WindowDataset`
+turns start positions into (inputs, targets) with one gather, targets shifted by one step. Text
+and the sine series both use these, so the sampling logic lives in one place.
+
+- `RandomSampler` (d2l `seq_data_iter_random`): drop a random offset in [0, num_steps - 1], cut the
+  rest into non-overlapping windows, visit them in shuffled order. Neighbouring batches are not
+  adjacent, so a model starts each batch from a zero state.
+- `SequentialSampler` (d2l `seq_data_iter_sequential`): drop a random offset in [0, num_steps],
+  lay the rest out as `batch_size` parallel streams; row i of batch k+1 continues row i of batch k,
+  so a model may carry its hidden state across batches.
+
+Both draw the offset and order from a generator seeded by (seed, epoch): every epoch differs,
+every run with the same seed repeats. The number of batches per epoch is the same every epoch
+(the book's count at the largest offset), so progress bars and schedules see a fixed length;
+for smaller offsets the book would yield at most one more batch, which is dropped.
+
+Under data parallelism each of `world_size` processes takes its own contiguous block of
+`batch_size` rows from a global batch of `batch_size * world_size` rows, so sequential streams
+stay continuous within every process.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, Sampler
+
+from rnnlab.errors import ConfigError, require_choice
+
+SAMPLINGS = ("random", "sequential")
+
+
+class _WindowSampler(Sampler[Tensor]):
+    max_offset: int  # offsets are drawn from [0, max_offset]
+
+    def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.length, self.batch_size, self.num_steps = length, batch_size, num_steps
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        if self.num_batches() < 1:
+            raise ConfigError(
+                f"data.batch_size={batch_size} x data.num_steps={num_steps} is too large for a sequence of "
+                f"{length} tokens ({type(self).__name__[:-7].lower()} sampling needs at least one full batch"
+                f"{f' per process of {world_size}' if world_size > 1 else ''}): lower batch_size or num_steps"
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at every epoch start: the next iteration draws a new offset and order."""
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def __len__(self) -> int:
+        return self.num_batches()
+
+    def num_batches(self) -> int:
+        return self._book_num_batches(self.max_offset)
+
+    def _book_num_batches(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def _global_starts(self, offset: int, generator: torch.Generator) -> Tensor:
+        """Start positions for the book's batches at this offset, shape (num_batches, batch_size * world_size)."""
+        raise NotImplementedError
+
+    def __iter__(self):
+        g = self._generator()
+        offset = int(torch.randint(0, self.max_offset + 1, (1,), generator=g))
+        starts = self._global_starts(offset, g)[: self.num_batches()]
+        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return iter(starts[:, rows])
+
+
+class RandomSampler(_WindowSampler):
+    """d2l random sampling: shuffled non-overlapping windows after a random offset in [0, num_steps - 1]."""
+
+    @property
+    def max_offset(self) -> int:
+        return self.num_steps - 1
+
+    def _book_num_batches(self, offset: int) -> int:
+        num_subseqs = (self.length - offset - 1) // self.num_steps
+        return max(num_subseqs // (self.batch_size * self.world_size), 0)
+
+    def _global_starts(self, offset: int, generator: torch.Generator) -> Tensor:
+        num_subseqs = (self.length - offset - 1) // self.num_steps
+        starts = offset + torch.randperm(num_subseqs, generator=generator) * self.num_steps
+        global_batch = self.batch_size * self.world_size
+        n = self._book_num_batches(offset)
+        return starts[: n * global_batch].reshape(n, global_batch)
+
+
+class SequentialSampler(_WindowSampler):
+    """d2l sequential partitioning: `batch_size` parallel streams after a random offset in [0, num_steps]."""
+
+    @property
+    def max_offset(self) -> int:
+        return self.num_steps
+
+    def _stream_length(self, offset: int) -> int:
+        return (self.length - offset - 1) // (self.batch_size * self.world_size)
+
+    def _book_num_batches(self, offset: int) -> int:
+        return max(self._stream_length(offset) // self.num_steps, 0)
+
+    def _global_starts(self, offset: int, generator: torch.Generator) -> Tensor:
+        stream_len = self._stream_length(offset)
+        rows = torch.arange(self.batch_size * self.world_size) * stream_len
+        steps = torch.arange(self._book_num_batches(offset)) * self.num_steps
+        return offset + steps[:, None] + rows[None, :]
+
+
+def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> _WindowSampler:
+    """The one place that maps `data.sampling` to a sampler class."""
+    require_choice("data.sampling", sampling, SAMPLINGS)
+    cls = RandomSampler if sampling == "random" else SequentialSampler
+    return cls(length, batch_size, num_steps, seed=seed, rank=rank, world_size=world_size)
+
+
+class WindowDataset(Dataset):
+    """Index with a tensor of start positions; returns (inputs, targets) windows, targets shifted by one."""
+
+    def __init__(self, sequence: Tensor, num_steps: int):
+        self.sequence, self.num_steps = sequence, num_steps
+        self._span = torch.arange(num_steps + 1, device=sequence.device)
+
+    def __getitem__(self, starts: Tensor) -> tuple[Tensor, Tensor]:
+        windows = self.sequence[starts.to(self.sequence.device)[:, None] + self._span]
+        return windows[:, :-1], windows[:, 1:]
+
+    def __len__(self) -> int:
+        return len(self.sequence) - self.num_steps
+
+
+def eval_stream_batches(sequence: Tensor, batch_size: int, num_steps: int, ignore_index: int = -100):
+    """Cut a held-out stream into `batch_size` continuous rows, so every token after the first is predicted once.
+
+    The stream is padded at the end to fill the last row: padded inputs are 0 and padded targets are
+    `ignore_index`, so a token-weighted loss over the batches is exactly the mean over the stream.
+    Returns a list of (inputs, targets) with up to `num_steps` columns each; carry the state across them.
+    """
+    n_pred = len(sequence) - 1
+    row_len = -(-n_pred // batch_size)
+    inputs = torch.zeros(batch_size * row_len, dtype=sequence.dtype)
+    targets = torch.full((batch_size * row_len,), ignore_index, dtype=sequence.dtype)
+    inputs[:n_pred], targets[:n_pred] = sequence[:-1], sequence[1:]
+    inputs, targets = inputs.reshape(batch_size, row_len), targets.reshape(batch_size, row_len)
+    return [(inputs[:, i:i + num_steps], targets[:, i:i + num_steps]) for i in range(0, row_len, num_steps)]

@@ -1,0 +1,110 @@
+"""The Time Machine (or any UTF-8 text) as a LightningDataModule for character or word language modelling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from rnnlab.data.sampling import SAMPLINGS, WindowDataset, eval_stream_batches, make_sampler
+from rnnlab.data.text import TOKENIZERS, Vocab, load_corpus
+from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
+
+
+class TimeMachineDataModule(L.LightningDataModule):
+    """Tokenized corpus split into a training stream and a contiguous held-out tail.
+
+    Training batches come from the book's random or sequential sampler (a fresh offset every epoch);
+    validation walks the whole held-out stream once, as `val_batch_size` continuous rows.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        token: str = "char",
+        sampling: str = "sequential",
+        batch_size: int = 32,
+        num_steps: int = 35,
+        val_fraction: float = 0.1,
+        max_tokens: int | None = None,
+        min_freq: int = 0,
+        val_batch_size: int = 32,
+        seed: int = 0,
+    ):
+        super().__init__()
+        require_choice("data.token", token, TOKENIZERS)
+        require_choice("data.sampling", sampling, SAMPLINGS)
+        require_positive_int("data.batch_size", batch_size)
+        require_positive_int("data.num_steps", num_steps)
+        require_positive_int("data.val_batch_size", val_batch_size)
+        require(isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1,
+                "data.val_fraction", "must lie strictly between 0 and 1", val_fraction)
+        require(max_tokens is None or (isinstance(max_tokens, int) and max_tokens >= 0),
+                "data.max_tokens", "must be null, 0 (all) or a positive integer", max_tokens)
+        require(isinstance(min_freq, int) and min_freq >= 0, "data.min_freq", "must be an integer >= 0", min_freq)
+        self.save_hyperparameters(logger=False)
+        self.path, self.token, self.sampling = path, token, sampling
+        self.batch_size, self.num_steps, self.val_batch_size = batch_size, num_steps, val_batch_size
+        self.val_fraction, self.max_tokens, self.min_freq, self.seed = val_fraction, max_tokens, min_freq, seed
+        self.vocab: Vocab | None = None
+        self.train_tokens = self.val_tokens = None
+        self._loaded = False
+
+    @property
+    def continuous(self) -> bool:
+        """True when row i of a training batch continues row i of the previous one (state may be carried)."""
+        return self.sampling == "sequential"
+
+    def prepare_corpus(self) -> None:
+        """Read, tokenize and split once; cheap enough to run in every process."""
+        if self._loaded:
+            return
+        indices, self.vocab = load_corpus(self.path, self.token, self.min_freq, self.max_tokens or None)
+        corpus = torch.tensor(indices, dtype=torch.long)
+        n_val = int(round(len(corpus) * self.val_fraction))
+        if n_val < 2 or len(corpus) - n_val < 2:
+            raise ConfigError(
+                f"data.val_fraction={self.val_fraction} splits {len(corpus)} tokens into an empty part: "
+                "use a longer corpus or another fraction"
+            )
+        self.train_tokens, self.val_tokens = corpus[:-n_val], corpus[-n_val:]
+        self._loaded = True
+        self._make_sampler()  # fail now, with a clear message, if batches cannot be cut
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare_corpus()
+
+    def _make_sampler(self):
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        return make_sampler(self.sampling, len(self.train_tokens), self.batch_size, self.num_steps,
+                            seed=self.seed, rank=rank, world_size=world)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(WindowDataset(self.train_tokens, self.num_steps), sampler=self._make_sampler(), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        batches = eval_stream_batches(self.val_tokens, self.val_batch_size, self.num_steps)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            share = -(-self.val_batch_size // self.trainer.world_size)
+            rows = slice(self.trainer.global_rank * share, (self.trainer.global_rank + 1) * share)
+            batches = [(x[rows], y[rows]) for x, y in batches]
+        return DataLoader(batches, batch_size=None)
+
+    def module_kwargs(self) -> dict:
+        """What the LanguageModel needs from the data: the vocabulary (in index order) and the token kind."""
+        self.prepare_corpus()
+        return {"vocab": list(self.vocab.idx_to_token), "token": self.token}
+
+    @property
+    def vocab_size(self) -> int:
+        self.prepare_corpus()
+        return len(self.vocab)
+
+    def describe(self) -> str:
+        src = self.path or "The Time Machine (bundled)"
+        return (f"{src}: {len(self.train_tokens)} train / {len(self.val_tokens)} val {self.token} tokens, "
+                f"vocab {len(self.vocab)}, {self.sampling} sampling, batch {self.batch_size} x {self.num_steps}")

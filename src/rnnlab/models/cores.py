@@ -1,0 +1,53 @@
+"""The one factory for recurrent cores: six interchangeable kinds behind torch.nn.RNN's interface.
+
+Every core maps input (batch, time, features) and an optional state to
+(outputs (batch, time, hidden * directions), final state), with the state laid out as
+torch.nn.RNN/GRU/LSTM lay it out: (layers * directions, batch, hidden), a pair (h, c) for LSTMs.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from rnnlab.errors import require, require_choice, require_positive_int
+from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+
+CORES = {
+    "rnn": nn.RNN,
+    "gru": nn.GRU,
+    "lstm": nn.LSTM,
+    "rnn_scratch": ScratchRNN,
+    "gru_scratch": ScratchGRU,
+    "lstm_scratch": ScratchLSTM,
+}
+NONLINEARITIES = ("tanh", "relu")
+
+
+def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: int = 1,
+               bidirectional: bool = False, dropout: float = 0.0, nonlinearity: str = "tanh") -> nn.Module:
+    """Validate the options (errors name `model.<option>`) and build a core of the given kind."""
+    require_choice("model.kind", kind, tuple(CORES))
+    require_positive_int("model.hidden_size", hidden_size)
+    require_positive_int("model.num_layers", num_layers)
+    require(isinstance(bidirectional, bool), "model.bidirectional", "must be true or false", bidirectional)
+    require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
+            "model.dropout", "must lie in [0, 1)", dropout)
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, dropout=float(dropout), batch_first=True)
+    if kind.startswith("rnn"):
+        require_choice("model.nonlinearity", nonlinearity, NONLINEARITIES)
+        kwargs["nonlinearity"] = nonlinearity
+    return CORES[kind](input_size, hidden_size, **kwargs)
+
+
+def output_size(core: nn.Module) -> int:
+    """Width of the core's outputs: hidden size times the number of directions."""
+    return core.hidden_size * (2 if core.bidirectional else 1)
+
+
+def detach_state(state):
+    """Cut the autograd graph at a batch boundary (truncated backpropagation through time)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()

@@ -1,0 +1,161 @@
+"""The character/word language model of d2l's RNN chapter as a LightningModule around any recurrent core."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnlab.data.text import Vocab, preprocess, tokenize
+from rnnlab.errors import ConfigError
+from rnnlab.metrics import TokenNLL
+from rnnlab.models.cores import detach_state, output_size
+
+
+class LanguageModel(L.LightningModule):
+    """One-hot (or embedded) tokens -> recurrent core -> linear head -> cross-entropy.
+
+    State policy follows the data: with sequential sampling (the datamodule's `continuous`) the hidden
+    state is carried from batch to batch, detached every step, and reset at each epoch start; with
+    random sampling every batch starts from zero. Validation walks the held-out stream with its own
+    carried state and reports exact perplexity, exp of the token-weighted mean NLL.
+    """
+
+    def __init__(
+        self,
+        core: Callable[..., nn.Module],
+        vocab: Sequence[str],
+        token: str = "char",
+        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.SGD,
+        scheduler: Callable | None = None,
+        embedding_dim: int | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.vocab = Vocab.from_tokens_list(vocab)
+        self.token = token
+        self.vocab_size = len(vocab)
+        self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
+        self.core = core(input_size=embedding_dim or self.vocab_size)
+        self.head = nn.Linear(output_size(self.core), self.vocab_size)
+        self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
+        self._train_state = self._val_state = None
+        self._carry_state = False
+        self._epoch_t0 = self._train_seconds = None
+        self._train_tokens = 0
+
+    # model -------------------------------------------------------------------------------------
+    def encode(self, tokens: Tensor) -> Tensor:
+        if self.embedding is not None:
+            return self.embedding(tokens)
+        return F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)
+
+    def forward(self, tokens: Tensor, state=None):
+        """tokens (batch, time) -> logits (batch, time, vocab) and the core's final state."""
+        outputs, state = self.core(self.encode(tokens), state)
+        return self.head(outputs), state
+
+    # training ----------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._carry_state = bool(getattr(self.trainer.datamodule, "continuous", False))
+        self._train_state = None
+        self.train_nll.reset()
+        self._train_tokens, self._train_seconds = 0, None
+        self._epoch_t0 = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits, state = self(x, self._train_state if self._carry_state else None)
+        if self._carry_state:
+            self._train_state = detach_state(state)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.train_nll.update(loss.detach() * y.numel(), y.numel())
+        self._train_tokens += y.numel()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip as the Trainer is configured, and log the gradient norm from before clipping."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            norm = torch.nn.utils.clip_grad_norm_(
+                [p for group in optimizer.param_groups for p in group["params"]], gradient_clip_val)
+        else:
+            norm = torch.nn.utils.get_total_norm(grads)
+            if gradient_clip_val:
+                self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.log("train/grad_norm", norm)
+
+    def _freeze_train_time(self) -> None:
+        if self._epoch_t0 is not None and self._train_seconds is None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # once per epoch, so the time covers the queued work
+            self._train_seconds = time.perf_counter() - self._epoch_t0
+
+    def on_train_epoch_end(self) -> None:
+        self._freeze_train_time()
+        self.log("train/ppl", self.train_nll.perplexity(self.trainer.strategy.reduce))
+        tokens = self._train_tokens * self.trainer.world_size
+        self.log("train/tokens_per_s", tokens / max(self._train_seconds, 1e-9))
+
+    # validation --------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._freeze_train_time()  # validation runs inside the training epoch: keep it out of tokens/s
+        self._val_state = None
+        self.val_nll.reset()
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits, self._val_state = self(x, self._val_state)
+        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
+        self.val_nll.update(nll, (y != -100).sum())
+
+    def on_validation_epoch_end(self) -> None:
+        ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
+        self.log("val/ppl", ppl, prog_bar=True)
+        self.log("val/loss", torch.log(ppl))
+
+    # optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer)}}
+
+    # generation --------------------------------------------------------------------------------
+    def prefix_indices(self, prefix: str) -> list[int]:
+        """Tokenize a prefix as the corpus was tokenized; unknown tokens map to <unk>."""
+        tokens = tokenize(preprocess(prefix), self.token) if self.token == "word" else list(prefix.lower())
+        if not tokens:
+            raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
+        return self.vocab[tokens]
+
+    @torch.no_grad()
+    def generate(self, prefix: str, num_tokens: int, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> str:
+        """Continue `prefix` by `num_tokens`: warm up on the prefix, then argmax (temperature 0) or sample."""
+        was_training = self.training
+        self.eval()
+        try:
+            idx = torch.tensor([self.prefix_indices(prefix)], device=self.device)
+            logits, state = self(idx, None)
+            out = []
+            for _ in range(num_tokens):
+                last = logits[:, -1]
+                if temperature > 0:
+                    probs = torch.softmax(last.float() / temperature, -1)
+                    nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(self.device)
+                else:
+                    nxt = last.argmax(-1, keepdim=True)
+                out.append(nxt)
+                logits, state = self(nxt, state)
+        finally:
+            self.train(was_training)
+        new = self.vocab.to_tokens(torch.cat(out, 1)[0]) if out else []
+        sep = "" if self.token == "char" else " "
+        return prefix + (sep if new and sep else "") + sep.join(new)

@@ -1,0 +1,156 @@
+"""The task function behind `train.py`: build everything from the Hydra config, fit, write metrics.json.
+
+Errors a user can fix (ConfigError) and divergence (DivergenceError) end a single run with one
+line on stderr and a metrics.json that records the failure; inside a multirun they are re-raised
+so Hydra marks that job failed while the other jobs go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab.errors import ConfigError, DivergenceError
+from rnnlab.metrics import perplexity_or_none
+
+log = logging.getLogger(__name__)
+METRICS_FILE = "metrics.json"
+
+
+def build(node: DictConfig, **kwargs) -> Any:
+    """hydra.utils.instantiate, with a user error inside the target surfaced as that error."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            raise ConfigError(f"{str(cause).split('(')[0]} does not take that option: {cause}") from None
+        raise
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    """Name the option when the requested accelerator is missing, before Lightning does it less clearly."""
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
+
+
+def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as flat scalar hyperparameters for TensorBoard's HParams view."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not str(k).startswith("_"):
+                    walk(v, f"{prefix}{k}/")
+        else:
+            out[prefix.rstrip("/")] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return {k: v for k, v in out.items() if k.split("/")[0] in ("data", "model", "optimizer", "module", "trainer", "seed")}
+
+
+def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Write metrics.json atomically: a reader never sees a half-written file."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path, tmp = output_dir / METRICS_FILE, output_dir / (METRICS_FILE + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _metric(trainer: L.Trainer, name: str) -> float | None:
+    value = trainer.callback_metrics.get(name)
+    return None if value is None else perplexity_or_none(value)
+
+
+def fit(cfg: DictConfig) -> dict[str, Any]:
+    """Build data, model, trainer from `cfg`, train, and return the final metrics (also written to metrics.json)."""
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")
+    log.info("data: %s", datamodule.describe())
+    module = build(cfg.module, **datamodule.module_kwargs())
+
+    check_accelerator(cfg.trainer)
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [build(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    try:
+        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
+    except (MisconfigurationException, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"trainer: {e}") from None
+    for logger in trainer.loggers:
+        logger.log_hyperparams(flat_hparams(cfg))
+
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics: dict[str, Any] = {"status": "ok"}
+    for name, value in trainer.callback_metrics.items():
+        if "/" in name and value.numel() == 1:
+            metrics[name] = perplexity_or_none(value)
+    metrics["epochs"] = trainer.current_epoch
+    metrics["global_step"] = trainer.global_step
+    metrics["tokens_per_s"] = metrics.get("train/tokens_per_s")
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    metrics["seed"] = cfg.seed
+    ckpt = trainer.checkpoint_callback
+    if ckpt is not None and ckpt.best_model_path:
+        metrics["best/" + str(ckpt.monitor)] = perplexity_or_none(ckpt.best_model_score)
+        metrics["best_checkpoint"] = ckpt.best_model_path
+    for cb in trainer.callbacks:
+        if hasattr(cb, "summary"):
+            metrics.update(cb.summary(trainer, module))
+    if trainer.is_global_zero:
+        write_metrics(output_dir, metrics)
+    return metrics
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def main_task(cfg: DictConfig) -> float | None:
+    """Hydra task: run `fit`, report, and turn user errors into one line instead of a traceback."""
+    if cfg.get("print_config"):
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        metrics = fit(cfg)
+    except (ConfigError, DivergenceError) as e:
+        status = "config_error" if isinstance(e, ConfigError) else "diverged"
+        write_metrics(output_dir, {"status": status, "error": str(e)})
+        if _is_multirun():
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)
+    summary = {k: metrics.get(k) for k in ("val/ppl", "train/ppl", "epochs", "tokens_per_s") if k in metrics}
+    log.info("final: %s", json.dumps(summary))
+    if "sample" in metrics:
+        log.info("sample: %s", metrics["sample"])
+    log.info("run directory: %s", output_dir)
+    return metrics.get(cfg.get("optimized_metric"))

@@ -1,0 +1,15 @@
+"""Train a recurrent model: `python train.py [group=option ...] [key=value ...]`, `-m` for sweeps."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlab.training import main_task
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return main_task(cfg)
+
+
+if __name__ == "__main__":
+    main()
