@@ -66,12 +66,15 @@ class _WindowSampler(Sampler[Tensor]):
         """Start positions for the book's batches at this offset, shape (num_batches, batch_size * world_size)."""
         raise NotImplementedError
 
+    def starts(self, offset: int, generator: torch.Generator | None = None) -> Tensor:
+        """This process's window starts for one epoch at `offset`, shape (num_batches, batch_size)."""
+        starts = self._global_starts(offset, generator or self._generator())[: self.num_batches()]
+        return starts[:, self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+
     def __iter__(self):
         g = self._generator()
         offset = int(torch.randint(0, self.max_offset + 1, (1,), generator=g))
-        starts = self._global_starts(offset, g)[: self.num_batches()]
-        rows = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        return iter(starts[:, rows])
+        return iter(self.starts(offset, g))
 
 
 class RandomSampler(_WindowSampler):

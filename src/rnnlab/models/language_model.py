@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnlab.data.text import Vocab, preprocess, tokenize
+from rnnlab.data.text import Vocab
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import detach_state, output_size
@@ -130,7 +130,7 @@ class LanguageModel(L.LightningModule):
     # generation --------------------------------------------------------------------------------
     def prefix_indices(self, prefix: str) -> list[int]:
         """Tokenize a prefix as the corpus was tokenized; unknown tokens map to <unk>."""
-        tokens = tokenize(preprocess(prefix), self.token) if self.token == "word" else list(prefix.lower())
+        tokens = prefix.lower().split() if self.token == "word" else list(prefix.lower())
         if not tokens:
             raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
         return self.vocab[tokens]

@@ -1,0 +1,45 @@
+"""Shared helpers: compose the real Hydra config with small, fast overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A run small enough for a 2-core CI machine: a few thousand characters, a tiny core, two epochs.
+TINY = [
+    "data.max_tokens=4000",
+    "data.batch_size=8",
+    "data.num_steps=10",
+    "data.val_batch_size=4",
+    "model.hidden_size=24",
+    "trainer.max_epochs=2",
+    "trainer.accelerator=cpu",
+    "trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "trainer.log_every_n_steps=5",
+    "callbacks.text_sample.every_n_epochs=1",
+    "callbacks.text_sample.num_tokens=12",
+    "print_config=false",
+]
+
+
+def compose_config(output_dir: Path, *overrides: str, tiny: bool = True):
+    """The composed `train` config, as train.py would see it, writing into `output_dir`."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=[*(TINY if tiny else []), f"paths.output_dir={output_dir}", *overrides])
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    def make(*overrides: str, tiny: bool = True):
+        return compose_config(tmp_path / "run", *overrides, tiny=tiny)
+
+    return make

@@ -1,0 +1,91 @@
+"""Scratch cores against torch.nn.RNN/GRU/LSTM with copied weights: outputs, final state, gradients."""
+
+import pytest
+import torch
+
+from rnnlab.errors import ConfigError
+from rnnlab.models.cores import CORES, build_core, detach_state, output_size
+from rnnlab.models.scratch import load_builtin_weights
+
+CONFIGS = [
+    dict(num_layers=1, bidirectional=False),
+    dict(num_layers=2, bidirectional=False),
+    dict(num_layers=2, bidirectional=True),
+    dict(num_layers=3, bidirectional=True),
+]
+
+
+def pair(kind, **kw):
+    torch.manual_seed(0)
+    builtin = build_core(kind, 5, 6, **kw).double()
+    scratch = build_core(kind + "_scratch", 5, 6, **kw).double()
+    load_builtin_weights(scratch, builtin)
+    return builtin, scratch
+
+
+def random_state(kind, n, batch):
+    h = torch.randn(n, batch, 6, dtype=torch.double)
+    return (h, torch.randn_like(h)) if kind == "lstm" else h
+
+
+def flat(state):
+    return torch.cat([s.flatten() for s in state]) if isinstance(state, tuple) else state.flatten()
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"L{c['num_layers']}{'bi' if c['bidirectional'] else ''}")
+@pytest.mark.parametrize("with_state", [False, True])
+def test_scratch_equals_builtin(kind, cfg, with_state):
+    builtin, scratch = pair(kind, **cfg)
+    x = torch.randn(3, 7, 5, dtype=torch.double)
+    n = cfg["num_layers"] * (2 if cfg["bidirectional"] else 1)
+    state = random_state(kind, n, 3) if with_state else None
+    out_b, st_b = builtin(x, state)
+    out_s, st_s = scratch(x, state)
+    assert out_s.shape == (3, 7, output_size(builtin)) == out_b.shape
+    torch.testing.assert_close(out_s, out_b)
+    torch.testing.assert_close(flat(st_s), flat(st_b))
+
+    weights = torch.randn_like(out_b)
+    ((out_b * weights).sum() + flat(st_b).sum()).backward()
+    ((out_s * weights).sum() + flat(st_s).sum()).backward()
+    for layer in range(cfg["num_layers"]):
+        for d in range(2 if cfg["bidirectional"] else 1):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            cell = scratch.cells[layer * (2 if cfg["bidirectional"] else 1) + d]
+            torch.testing.assert_close(cell.W_x.grad, getattr(builtin, "weight_ih" + sfx).grad.T)
+            torch.testing.assert_close(cell.W_h.grad, getattr(builtin, "weight_hh" + sfx).grad.T)
+            torch.testing.assert_close(cell.b_x.grad, getattr(builtin, "bias_ih" + sfx).grad)
+            torch.testing.assert_close(cell.b_h.grad, getattr(builtin, "bias_hh" + sfx).grad)
+
+
+def test_relu_rnn_scratch_equals_builtin():
+    builtin, scratch = pair("rnn", num_layers=2, nonlinearity="relu")
+    x = torch.randn(2, 9, 5, dtype=torch.double)
+    torch.testing.assert_close(scratch(x)[0], builtin(x)[0])
+
+
+@pytest.mark.parametrize("kind", list(CORES))
+def test_state_carried_across_chunks_equals_one_pass(kind):
+    torch.manual_seed(0)
+    core = build_core(kind, 4, 8, num_layers=2).double()
+    x = torch.randn(2, 10, 4, dtype=torch.double)
+    full, state_full = core(x)
+    first, state = core(x[:, :6])
+    second, state = core(x[:, 6:], detach_state(state))
+    torch.testing.assert_close(torch.cat([first, second], 1), full)
+    torch.testing.assert_close(flat(state), flat(state_full))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(kind="transformer"), "model.kind='transformer'.*lstm_scratch"),
+     (dict(hidden_size=0), "model.hidden_size=0"), (dict(hidden_size=2.5), "model.hidden_size=2.5"),
+     (dict(num_layers=-1), "model.num_layers=-1"), (dict(dropout=1.0), r"model.dropout=1.0.*\[0, 1\)"),
+     (dict(kind="rnn", nonlinearity="gelu"), "model.nonlinearity='gelu'.*tanh, relu"),
+     (dict(bidirectional="yes"), "model.bidirectional")],
+)
+def test_bad_core_options_name_the_option(kwargs, message):
+    args = dict(kind="lstm", input_size=3, hidden_size=4) | kwargs
+    with pytest.raises(ConfigError, match=message):
+        build_core(**args)

@@ -1,0 +1,68 @@
+import pytest
+
+from rnnlab.data.text import Vocab, default_corpus_path, load_corpus, preprocess, read_text, tokenize
+from rnnlab.errors import ConfigError
+
+
+def test_preprocess_collapses_non_letters_and_lowercases():
+    assert preprocess("The Time-Machine, by H. G. Wells [1898]\n\nI ") == ["the time machine by h g wells", "", "i"]
+
+
+def test_tokenize_char_and_word():
+    assert tokenize(["ab c", "d"], "char") == ["a", "b", " ", "c", "d"]  # lines joined as the book does
+    assert tokenize(["ab  c", "d"], "word") == ["ab", "c", "d"]
+    with pytest.raises(ConfigError, match="data.token='bpe'.*char, word"):
+        tokenize(["ab"], "bpe")
+
+
+def test_vocab_order_unk_reserved_and_min_freq():
+    tokens = list("aaabbc")
+    vocab = Vocab(tokens, reserved_tokens=["<pad>"])
+    assert vocab.idx_to_token == ["<unk>", "<pad>", "a", "b", "c"]
+    assert vocab["a"] == 2 and vocab["zzz"] == 0 == vocab.unk
+    assert vocab[["c", "b"]] == [4, 3]
+    assert vocab.to_tokens([2, 3]) == ["a", "b"] and vocab.to_tokens(4) == "c"
+    assert vocab.token_freqs == [("a", 3), ("b", 2), ("c", 1)]
+    assert Vocab(tokens, min_freq=2).idx_to_token == ["<unk>", "a", "b"]
+    assert len(Vocab(tokens, min_freq=2)) == 3
+
+
+def test_bundled_corpus_matches_the_book():
+    indices, vocab = load_corpus(None, "char")
+    assert len(indices) == 170580 and len(vocab) == 28  # 26 letters, space, <unk>
+    assert vocab.idx_to_token[:3] == ["<unk>", " ", "e"]
+    words, wvocab = load_corpus(None, "word", max_tokens=10000)
+    assert len(words) == 10000 and wvocab.to_tokens(words[:3]) == ["the", "time", "machine"]
+
+
+def test_any_text_file_can_be_the_corpus(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("Hello, hello WORLD!")
+    indices, vocab = load_corpus(p, "word")
+    assert vocab.to_tokens(indices) == ["hello", "hello", "world"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "does not exist"), ("DIR", "is a directory"), (b"", "corpus is empty"),
+     (b"123 456 !!", "corpus is empty"), (b"\x00\x01\x02abc", "binary"), (b"\xff\xfe\xfa", "not UTF-8")],
+)
+def test_bad_corpus_files_name_data_path(tmp_path, content, message):
+    p = tmp_path / "corpus"
+    if content == "DIR":
+        p.mkdir()
+    elif content is not None:
+        p.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"data.path=.*{message}"):
+        load_corpus(p, "char")
+
+
+def test_min_freq_that_leaves_only_unk_is_rejected(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("abc")
+    with pytest.raises(ConfigError, match="data.min_freq=5"):
+        load_corpus(p, "char", min_freq=5)
+
+
+def test_default_corpus_ships_in_package():
+    assert default_corpus_path().is_file() and read_text(None).startswith("The Time Machine")

@@ -1,0 +1,110 @@
+"""End to end through the real Hydra config: files written, perplexity falls, errors are one line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, TINY
+from rnnlab.training import main_task
+
+
+def scalars(run_dir: Path):
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tiny_run_lowers_val_ppl_and_writes_every_file(make_cfg):
+    cfg = make_cfg("trainer.max_epochs=3", "data.max_tokens=6000", "optimizer=adam", "optimizer.lr=0.01")
+    result = main_task(cfg)
+    run = Path(cfg.paths.output_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["val/ppl"] == result
+    for key in ("val/ppl", "train/ppl", "epochs", "tokens_per_s", "sample", "train/grad_norm"):
+        assert metrics[key] is not None, key
+    assert metrics["epochs"] == 3 and metrics["sample"].startswith("time traveller")
+    assert len(metrics["sample"]) == len("time traveller") + 12
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("best-epoch*.ckpt"))) == 1
+    assert (run / "tensorboard" / "hparams.yaml").is_file()
+
+    acc = scalars(run)
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/ppl", "val/ppl", "train/grad_norm", "train/tokens_per_s"} <= tags
+    val = [e.value for e in acc.Scalars("val/ppl")]
+    assert len(val) == 3 and val[-1] < val[0]
+    assert any(t.startswith("samples/greedy") for t in acc.Tags()["tensors"])
+
+
+def run_cli(*args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_multirun_writes_one_directory_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "model=rnn,gru", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]
+    kinds = []
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "ok"
+        assert (job / ".hydra" / "config.yaml").is_file() and (job / "checkpoints" / "last.ckpt").is_file()
+        kinds.append((job / ".hydra" / "overrides.yaml").read_text())
+    assert "model=rnn" in kinds[0] and "model=gru" in kinds[1]
+
+
+BAD = [
+    (["data.sampling=shuffle"], "data.sampling='shuffle' is invalid: allowed values are random, sequential"),
+    (["data.token=bpe"], "data.token='bpe' is invalid: allowed values are char, word"),
+    (["data.path=/nonexistent/corpus.txt"], "data.path='/nonexistent/corpus.txt' does not exist"),
+    (["data.num_steps=1000"], "data.batch_size=8 x data.num_steps=1000 is too large"),
+    (["data.batch_size=5000"], "data.batch_size=5000 x data.num_steps=10 is too large"),
+    (["model.hidden_size=0"], "model.hidden_size=0 is invalid: must be a positive integer"),
+    (["ckpt_path=/nonexistent.ckpt"], "ckpt_path='/nonexistent.ckpt' is not a file"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[b[0][0].split("=")[0] for b in BAD])
+def test_bad_options_end_with_one_line(make_cfg, capsys, overrides, message):
+    cfg = make_cfg(*overrides)
+    with pytest.raises(SystemExit) as exit_info:
+        main_task(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    run = Path(cfg.paths.output_dir)
+    assert json.loads((run / "metrics.json").read_text()) == {"status": "config_error", "error": err[0][7:]}
+    assert not (run / "checkpoints").exists()
+
+
+def test_empty_corpus_file(make_cfg, capsys, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(SystemExit):
+        main_task(make_cfg(f"data.path={empty}"))
+    assert "corpus is empty" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_request_without_gpu(make_cfg, capsys):
+    with pytest.raises(SystemExit):
+        main_task(make_cfg("trainer.accelerator=gpu"))
+    assert "trainer.accelerator=gpu but no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_cli_errors_print_no_traceback(tmp_path):
+    proc = run_cli(*TINY, "data.sampling=shuffle", f"hydra.run.dir={tmp_path / 'r'}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: data.sampling='shuffle' is invalid: allowed values are random, sequential"]
+    unknown = run_cli("model=transformer", f"hydra.run.dir={tmp_path / 'u'}")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert "Could not find 'model/transformer'" in unknown.stderr and "lstm_scratch" in unknown.stderr
