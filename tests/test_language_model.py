@@ -36,10 +36,10 @@ class StateRecorder(L.Callback):
         self.before, self.after = [], []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.before.append((trainer.current_epoch, module._train_state))
+        self.before.append((trainer.current_epoch, module.train_state.state))
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.after.append(module._train_state)
+        self.after.append(module.train_state.state)
 
 
 def test_sequential_sampling_carries_detached_state_and_resets_each_epoch():

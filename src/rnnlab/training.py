@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError, DivergenceError
@@ -113,6 +114,9 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     for name, value in trainer.callback_metrics.items():
         if "/" in name and value.numel() == 1:
             metrics[name] = perplexity_or_none(value)
+    if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
+        for results in trainer.test(module, datamodule=datamodule, verbose=False):
+            metrics.update({k: perplexity_or_none(v) for k, v in results.items()})
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
     metrics["tokens_per_s"] = metrics.get("train/tokens_per_s")
@@ -148,7 +152,8 @@ def main_task(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 1)
-    summary = {k: metrics.get(k) for k in ("val/ppl", "train/ppl", "epochs", "tokens_per_s") if k in metrics}
+    summary = {k: v for k, v in metrics.items()
+               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
     log.info("final: %s", json.dumps(summary))
     if "sample" in metrics:
         log.info("sample: %s", metrics["sample"])

@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from rnnlab.data.text import Vocab
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
-from rnnlab.models.cores import detach_state, output_size
+from rnnlab.models.cores import output_size
+from rnnlab.models.state import CarriedState
 
 
 class LanguageModel(L.LightningModule):
@@ -43,8 +44,7 @@ class LanguageModel(L.LightningModule):
         self.core = core(input_size=embedding_dim or self.vocab_size)
         self.head = nn.Linear(output_size(self.core), self.vocab_size)
         self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
-        self._train_state = self._val_state = None
-        self._carry_state = False
+        self.train_state, self._val_state = CarriedState(), None
         self._epoch_t0 = self._train_seconds = None
         self._train_tokens = 0
 
@@ -61,17 +61,15 @@ class LanguageModel(L.LightningModule):
 
     # training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self._carry_state = bool(getattr(self.trainer.datamodule, "continuous", False))
-        self._train_state = None
+        self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
         self.train_nll.reset()
         self._train_tokens, self._train_seconds = 0, None
         self._epoch_t0 = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits, state = self(x, self._train_state if self._carry_state else None)
-        if self._carry_state:
-            self._train_state = detach_state(state)
+        logits, state = self(x, self.train_state.initial())
+        self.train_state.keep(state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.train_nll.update(loss.detach() * y.numel(), y.numel())
         self._train_tokens += y.numel()

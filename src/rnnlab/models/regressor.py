@@ -1,0 +1,141 @@
+"""Autoregression on a real-valued series (d2l 9.1) as a LightningModule: the book's MLP or any recurrent core.
+
+Evaluation follows the book: one-step-ahead predictions, the multi-step rollout from n_train + tau
+that feeds the model its own predictions, and k-step-ahead predictions for k in (1, 4, 16, 64),
+each scored against the observed series and against the noise-free sine.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rnnlab.errors import ConfigError
+from rnnlab.models.cores import output_size
+from rnnlab.models.state import CarriedState
+
+
+class SequenceRegressor(L.LightningModule):
+    def __init__(
+        self,
+        core: Callable[..., nn.Module],
+        tau: int,
+        n_train: int,
+        first_target: int,
+        context: int,
+        noise: float,
+        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
+        scheduler: Callable | None = None,
+        ks: Sequence[int] = (1, 4, 16, 64),
+        rollout_steps: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.uses_features = bool(getattr(getattr(core, "func", core), "uses_features", False))
+        self.net = core(input_size=tau if self.uses_features else 1)
+        self.head = None if self.uses_features else nn.Linear(output_size(self.net), 1)
+        self.tau, self.n_train, self.first_target, self.context = tau, n_train, first_target, context
+        self.noise_var, self.ks = noise ** 2, tuple(ks)
+        if rollout_steps and self.uses_features:
+            raise ConfigError("module.rollout_steps applies to recurrent cores, not model=mlp: set it to 0")
+        self.rollout_steps = rollout_steps
+        self.train_state = CarriedState()
+        self.forecasts: dict[str, Tensor] = {}
+
+    def forward(self, x: Tensor, state=None):
+        """Recurrent path: values (batch, time) -> one-step predictions (batch, time), final state."""
+        out, state = self.net(x.unsqueeze(-1), state)
+        return self.head(out).squeeze(-1), state
+
+    def on_train_epoch_start(self) -> None:
+        continuous = bool(getattr(self.trainer.datamodule, "continuous", False))
+        num_steps = getattr(self.trainer.datamodule, "num_steps", None)
+        if self.rollout_steps and (continuous or (num_steps is not None and self.rollout_steps >= num_steps)):
+            raise ConfigError(f"module.rollout_steps={self.rollout_steps} needs data.sampling=random and "
+                              f"data.num_steps > rollout_steps (now {num_steps})")
+        self.train_state.reset(carry=continuous)
+
+    def free_running(self, x: Tensor) -> Tensor:
+        """Predictions for a window whose last `rollout_steps` inputs are the model's own predictions.
+
+        Teacher forcing (the book) only ever feeds observed values, so k-step rollouts drift; training
+        on the model's own outputs, with gradients through the rollout, teaches it to forecast.
+        """
+        warm = x.shape[1] - self.rollout_steps
+        out, state = self(x[:, :warm])
+        preds = [out]
+        for _ in range(self.rollout_steps):
+            nxt, state = self(preds[-1][:, -1:], state)
+            preds.append(nxt)
+        return torch.cat(preds, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.uses_features:
+            pred = self.net(x).squeeze(-1)
+        elif self.rollout_steps:
+            pred = self.free_running(x)
+        else:
+            pred, state = self(x, self.train_state.initial())
+            self.train_state.keep(state)
+        loss = F.mse_loss(pred, y)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    # forecasting -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, context: Tensor, steps: int) -> Tensor:
+        """From each row of observed `context` (N, C), predict `steps` values, each fed back as input."""
+        preds = []
+        if self.uses_features:
+            window = context[:, -self.tau:]
+            for _ in range(steps):
+                preds.append(self.net(window).squeeze(-1))
+                window = torch.cat([window[:, 1:], preds[-1][:, None]], 1)
+        else:
+            out, state = self(context)
+            preds.append(out[:, -1])
+            for _ in range(steps - 1):
+                out, state = self(preds[-1][:, None], state)
+                preds.append(out[:, -1])
+        return torch.stack(preds, 1)
+
+    def k_step(self, series: Tensor, k: int, first_target: int) -> Tensor:
+        """Predictions of x_t for t in [first_target, T), each from observations up to t - k."""
+        contexts = series.unfold(0, self.context, 1)  # row j holds x_j .. x_{j+C-1}
+        first_row = first_target - k - self.context + 1
+        return self.rollout(contexts[first_row: len(series) - k - self.context + 1], k)[:, -1]
+
+    def validation_step(self, batch, batch_idx):
+        series, _ = batch
+        start = max(self.n_train, self.context)
+        self.log("val/mse", F.mse_loss(self.k_step(series, 1, start), series[start:]), prog_bar=True)
+
+    def test_step(self, batch, batch_idx):
+        series, clean = batch
+        first = self.first_target
+        self.forecasts = {"series": series, "clean": clean, "first_target": torch.tensor(first)}
+        for k in self.ks:
+            pred = self.k_step(series, k, first)
+            self.forecasts[f"k{k}"] = pred
+            mse = F.mse_loss(pred, series[first:])
+            self.log(f"test/mse_k{k}", mse)
+            self.log(f"test/mse_clean_k{k}", F.mse_loss(pred, clean[first:]))
+            if self.noise_var > 0:
+                self.log(f"test/noise_ratio_k{k}", mse / self.noise_var)
+        self.forecasts["onestep"] = self.k_step(series, 1, self.context)
+        start = self.n_train + self.tau
+        multi = self.rollout(series[start - self.context: start][None], len(series) - start)[0]
+        self.forecasts["multistep"] = multi
+        self.log("test/mse_multistep", F.mse_loss(multi, series[start:]))
+        self.log("test/mse_clean_multistep", F.mse_loss(multi, clean[start:]))
+
+    def configure_optimizers(self):
+        optimizer = self.hparams.optimizer(params=self.parameters())
+        if self.hparams.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer)}}

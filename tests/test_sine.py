@@ -1,0 +1,114 @@
+"""The sine series: feature-label pairs, windows, rollouts with the model's own predictions, end to end."""
+
+import json
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rnnlab.data.sampling import WindowDataset
+from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
+from rnnlab.errors import ConfigError
+from rnnlab.models import build_core
+from rnnlab.models.mlp import AutoregressiveMLP
+from rnnlab.models.regressor import SequenceRegressor
+from rnnlab.training import main_task
+
+
+def test_series_is_the_books_noisy_sine_and_reproducible():
+    x, clean = sine_series(1000, 0.2, seed=0)
+    assert torch.allclose(clean, torch.sin(0.01 * torch.arange(1, 1001.0)))
+    assert torch.equal(x, sine_series(1000, 0.2, seed=0)[0]) and not torch.equal(x, sine_series(1000, 0.2, seed=1)[0])
+    assert (x - clean).var().item() == pytest.approx(0.04, rel=0.15)
+
+
+def test_feature_label_pairs_on_a_known_series():
+    features, labels = feature_label_pairs(torch.arange(8.0), tau=3)
+    assert features.tolist()[:2] == [[0, 1, 2], [1, 2, 3]] and features.shape == (5, 3)
+    assert labels.tolist() == [3, 4, 5, 6, 7]
+
+
+def test_windows_have_targets_shifted_by_one():
+    x, y = WindowDataset(torch.arange(20.0), num_steps=5)[torch.tensor([0, 7])]
+    assert x.tolist() == [[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]] and torch.equal(y, x + 1)
+
+
+def plus_one_mlp(tau):
+    """An MLP whose output is exactly its last input + 1 (for positive inputs)."""
+    mlp = AutoregressiveMLP(tau, hidden_size=2)
+    with torch.no_grad():
+        for p in mlp.parameters():
+            p.zero_()
+        mlp[0].weight[0, tau - 1] = 1.0
+        mlp[2].weight[0, 0], mlp[2].bias[0] = 1.0, 1.0
+    return mlp
+
+
+class PlusOneCore(nn.RNN):
+    """A relu RNN with one unit and h_t = x_t; with the head below the model predicts x_t + 1."""
+
+    def __init__(self, input_size):
+        super().__init__(input_size, 1, nonlinearity="relu", batch_first=True)
+        with torch.no_grad():
+            self.weight_ih_l0.fill_(1.0)
+            self.weight_hh_l0.zero_()
+            self.bias_ih_l0.zero_()
+            self.bias_hh_l0.zero_()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "rnn"])
+def test_rollout_feeds_back_its_own_predictions(kind):
+    if kind == "mlp":
+        core = lambda input_size: plus_one_mlp(input_size)  # noqa: E731
+        core.uses_features = True
+    else:
+        core = PlusOneCore
+    model = SequenceRegressor(core=core, tau=3, n_train=20, first_target=10, context=4, noise=0.2)
+    if kind == "rnn":
+        with torch.no_grad():
+            model.head.weight.fill_(1.0)
+            model.head.bias.fill_(1.0)
+    assert model.uses_features == (kind == "mlp")
+    ctx = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 11.0, 12.0, 13.0]])
+    assert model.rollout(ctx, 3).tolist() == [[5, 6, 7], [14, 15, 16]]
+    series = torch.arange(1.0, 31.0)
+    for k in (1, 4, 7):  # predicting x_t from x_{t-k} by counting up k times recovers x_t exactly
+        assert torch.equal(model.k_step(series, k, first_target=12), series[12:])
+
+
+def test_rollout_steps_options_are_checked():
+    with pytest.raises(ConfigError, match="module.rollout_steps"):
+        SequenceRegressor(core=partial(AutoregressiveMLP), tau=3, n_train=20, first_target=10, context=4,
+                          noise=0.2, rollout_steps=5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(tau=700), "data.tau=700 .*training part"), (dict(num_steps=600), "data.num_steps=600"),
+     (dict(n_train=2000), "data.n_train=2000 .*at most data.T=1000"), (dict(T=0), "data.T=0"),
+     (dict(noise=-0.1), "data.noise=-0.1"), (dict(sampling="other"), "data.sampling"),
+     (dict(T=100, n_train=50), "data.T=100 is too short")],
+)
+def test_bad_sine_options_name_the_option(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        SineDataModule(**kwargs)
+
+
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+def test_tiny_sine_run_writes_metrics_and_figures(make_cfg, model):
+    cfg = make_cfg("data=sine", f"model={model}", "data.T=400", "data.n_train=200", "data.eval_context=16",
+                   "data.batch_size=4", tiny=False)
+    result = main_task(cfg)
+    run = Path(cfg.paths.output_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["val/mse"] == result
+    for k in (1, 4, 16, 64):
+        for key in (f"test/mse_k{k}", f"test/mse_clean_k{k}", f"test/noise_ratio_k{k}"):
+            assert metrics[key] > 0, key
+        assert metrics[f"test/noise_ratio_k{k}"] == pytest.approx(metrics[f"test/mse_k{k}"] / 0.04, rel=1e-4)
+    assert metrics["test/mse_multistep"] > 0
+    for name in ("onestep_multistep", "k_step"):
+        assert (run / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert (run / "checkpoints" / "last.ckpt").is_file()
