@@ -33,14 +33,15 @@ TINY = FAST + [
 ]
 
 
-def compose_config(output_dir: Path, *overrides: str, tiny: bool = True):
+def compose_config(output_dir: Path, *overrides: str, tiny: bool = True, fast: bool = True):
     """The composed `train` config, as train.py would see it, writing into `output_dir`.
 
-    `tiny`: the small text set-up; otherwise only the FAST trainer settings (for data=sine).
+    `tiny`: the small text set-up; otherwise only the FAST trainer settings (for data=sine), or none
+    at all with `fast=False`.
     """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=[*(TINY if tiny else FAST), f"paths.output_dir={output_dir}", *overrides])
+        return compose("train", overrides=[*(TINY if tiny else FAST if fast else []), f"paths.output_dir={output_dir}", *overrides])
 
 
 @pytest.fixture

@@ -108,7 +108,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
 
     metrics: dict[str, Any] = {"status": "ok"}
     for name, value in trainer.callback_metrics.items():
@@ -129,6 +130,11 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     for cb in trainer.callbacks:
         if hasattr(cb, "summary"):
             metrics.update(cb.summary(trainer, module))
+    final = {f"final/{k}": v for k, v in metrics.items() if "/" in k and isinstance(v, float)
+             and not k.startswith(("train/loss", "train/grad_norm", "lr-"))}
+    for logger in trainer.loggers:  # with metrics, TensorBoard's HParams view lists this run and its results
+        logger.log_hyperparams(flat_hparams(cfg), metrics=final)
+        logger.finalize("success")
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
     return metrics
