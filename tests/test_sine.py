@@ -58,14 +58,14 @@ class PlusOneCore(nn.RNN):
             self.bias_hh_l0.zero_()
 
 
-@pytest.mark.parametrize("kind", ["mlp", "rnn"])
-def test_rollout_feeds_back_its_own_predictions(kind):
+@pytest.mark.parametrize("kind, context", [("mlp", 4), ("rnn", 4), ("rnn", None)])
+def test_rollout_feeds_back_its_own_predictions(kind, context):
     if kind == "mlp":
         core = lambda input_size: plus_one_mlp(input_size)  # noqa: E731
         core.uses_features = True
     else:
         core = PlusOneCore
-    model = SequenceRegressor(core=core, tau=3, n_train=20, first_target=10, context=4, noise=0.2)
+    model = SequenceRegressor(core=core, tau=3, n_train=20, first_target=10, context=context, noise=0.2)
     if kind == "rnn":
         with torch.no_grad():
             model.head.weight.fill_(1.0)
@@ -76,6 +76,20 @@ def test_rollout_feeds_back_its_own_predictions(kind):
     series = torch.arange(1.0, 31.0)
     for k in (1, 4, 7):  # predicting x_t from x_{t-k} by counting up k times recovers x_t exactly
         assert torch.equal(model.k_step(series, k, first_target=12), series[12:])
+    assert torch.equal(model.multistep(series, 20), series[20:])  # own predictions from the last observation on
+
+
+def test_free_running_training_feeds_its_own_predictions():
+    model = SequenceRegressor(core=PlusOneCore, tau=3, n_train=20, first_target=10, context=None, noise=0.2,
+                              rollout_steps=3)
+    with torch.no_grad():
+        model.head.weight.fill_(1.0)
+        model.head.bias.fill_(1.0)
+    x = torch.tensor([[1.0, 5.0, 9.0, 2.0, 7.0]])
+    teacher_forced, free, state = model.free_running(x, None)
+    assert teacher_forced.tolist() == [[2, 6, 10, 3, 8]]  # observed input + 1
+    assert free.tolist() == [[6, 7, 8]]  # from x_1 = 5 onwards only its own predictions
+    assert state.item() == 7.0  # the state of the observed stream, for carrying
 
 
 def test_rollout_steps_options_are_checked():

@@ -32,7 +32,7 @@ def feature_label_pairs(series: torch.Tensor, tau: int) -> tuple[torch.Tensor, t
 
 class SineDataModule(L.LightningDataModule):
     def __init__(self, T: int = 1000, noise: float = 0.2, n_train: int = 600, tau: int = 4,
-                 batch_size: int = 16, num_steps: int = 32, sampling: str = "random", eval_context: int = 64,
+                 batch_size: int = 16, num_steps: int = 32, sampling: str = "random", eval_context: int | None = 64,
                  seed: int = 0):
         super().__init__()
         require_positive_int("data.T", T)
@@ -46,23 +46,25 @@ class SineDataModule(L.LightningDataModule):
                 f"must be smaller than the training part, data.n_train={n_train}", num_steps)
         require_positive_int("data.batch_size", batch_size)
         require_choice("data.sampling", sampling, SAMPLINGS)
-        require_positive_int("data.eval_context", eval_context)
+        if eval_context is not None:
+            require_positive_int("data.eval_context", eval_context)
         self.save_hyperparameters(logger=False)
         self.T, self.noise, self.n_train, self.tau = T, float(noise), n_train, tau
         self.batch_size, self.num_steps, self.sampling, self.seed = batch_size, num_steps, sampling, seed
-        # Context windows for evaluation: the MLP reads the last tau values, a recurrent core all of them.
-        self.context = max(eval_context, tau)
+        # Evaluation context of a recurrent core: the last eval_context observations, or (null) the whole
+        # history; the MLP always reads the last tau. All models are scored on the same time range.
+        self.context = None if eval_context is None else max(eval_context, tau)
         self.max_k = 64
         if self.first_target >= T:
             raise ConfigError(f"data.T={T} is too short to evaluate {self.max_k}-step predictions after a "
-                              f"context of {self.context} (data.eval_context, data.tau): raise data.T")
+                              f"context of {self.first_target - self.max_k + 1} (data.eval_context, data.tau): raise data.T")
         self.series, self.clean = sine_series(T, self.noise, seed)
         make_sampler(sampling, n_train, batch_size, num_steps, seed=seed)  # fail early if windows cannot be cut
 
     @property
     def first_target(self) -> int:
         """First time index every k-step evaluation (k <= 64) can predict, so all k share one range."""
-        return self.context + self.max_k - 1
+        return max(self.context or 64, self.tau) + self.max_k - 1
 
     @property
     def continuous(self) -> bool:

@@ -26,12 +26,13 @@ class SequenceRegressor(L.LightningModule):
         tau: int,
         n_train: int,
         first_target: int,
-        context: int,
+        context: int | None,
         noise: float,
         optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
         scheduler: Callable | None = None,
         ks: Sequence[int] = (1, 4, 16, 64),
         rollout_steps: int = 0,
+        residual: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -42,47 +43,65 @@ class SequenceRegressor(L.LightningModule):
         self.noise_var, self.ks = noise ** 2, tuple(ks)
         if rollout_steps and self.uses_features:
             raise ConfigError("module.rollout_steps applies to recurrent cores, not model=mlp: set it to 0")
-        self.rollout_steps = rollout_steps
+        self.rollout_steps, self.residual = rollout_steps, residual
         self.train_state = CarriedState()
         self.forecasts: dict[str, Tensor] = {}
 
     def forward(self, x: Tensor, state=None):
         """Recurrent path: values (batch, time) -> one-step predictions (batch, time), final state."""
         out, state = self.net(x.unsqueeze(-1), state)
-        return self.head(out).squeeze(-1), state
+        pred = self.head(out).squeeze(-1)
+        return (x + pred if self.residual else pred), state
 
     def on_train_epoch_start(self) -> None:
-        continuous = bool(getattr(self.trainer.datamodule, "continuous", False))
         num_steps = getattr(self.trainer.datamodule, "num_steps", None)
-        if self.rollout_steps and (continuous or (num_steps is not None and self.rollout_steps >= num_steps)):
-            raise ConfigError(f"module.rollout_steps={self.rollout_steps} needs data.sampling=random and "
-                              f"data.num_steps > rollout_steps (now {num_steps})")
-        self.train_state.reset(carry=continuous)
+        if self.rollout_steps and num_steps is not None and self.rollout_steps > num_steps:
+            raise ConfigError(f"module.rollout_steps={self.rollout_steps} must be at most data.num_steps={num_steps}")
+        self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
 
-    def free_running(self, x: Tensor) -> Tensor:
-        """Predictions for a window whose last `rollout_steps` inputs are the model's own predictions.
+    def free_running(self, x: Tensor, state):
+        """Predictions for the window's last `rollout_steps` steps fed with the model's own predictions.
 
-        Teacher forcing (the book) only ever feeds observed values, so k-step rollouts drift; training
-        on the model's own outputs, with gradients through the rollout, teaches it to forecast.
+        Teacher forcing (the book) only ever feeds observed values, so k-step rollouts drift towards
+        a persistence forecast; training on the model's own outputs, with gradients through the
+        rollout, teaches it to forecast. Also returns the teacher-forced predictions and final state,
+        so that sequential sampling still carries the state of the observed stream.
         """
         warm = x.shape[1] - self.rollout_steps
-        out, state = self(x[:, :warm])
-        preds = [out]
-        for _ in range(self.rollout_steps):
-            nxt, state = self(preds[-1][:, -1:], state)
-            preds.append(nxt)
-        return torch.cat(preds, 1)
+        if warm > 0:
+            out_warm, state_warm = self(x[:, :warm], state)
+            out_rest, state_end = self(x[:, warm:], state_warm)
+            teacher_forced, pred = torch.cat([out_warm, out_rest], 1), out_warm[:, -1]
+        else:
+            teacher_forced, state_end = self(x, state)
+            state_warm, pred = state, None
+        free = []
+        if pred is None:  # no observed step in this window: start from the carried state's prediction
+            if state is None:
+                raise ConfigError("module.rollout_steps equal to data.num_steps needs data.sampling=sequential")
+            out, state_warm = self(x[:, :1], state)
+            pred = out[:, -1]
+        else:
+            free.append(pred)
+        s = state_warm
+        while len(free) < self.rollout_steps:
+            out, s = self(pred[:, None], s)
+            pred = out[:, -1]
+            free.append(pred)
+        return teacher_forced, torch.stack(free, 1), state_end
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         if self.uses_features:
-            pred = self.net(x).squeeze(-1)
+            loss = F.mse_loss(self.net(x).squeeze(-1), y)
         elif self.rollout_steps:
-            pred = self.free_running(x)
+            teacher_forced, free, state = self.free_running(x, self.train_state.initial())
+            self.train_state.keep(state)
+            loss = (F.mse_loss(teacher_forced, y) + F.mse_loss(free, y[:, -self.rollout_steps:])) / 2
         else:
             pred, state = self(x, self.train_state.initial())
             self.train_state.keep(state)
-        loss = F.mse_loss(pred, y)
+            loss = F.mse_loss(pred, y)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -106,13 +125,40 @@ class SequenceRegressor(L.LightningModule):
 
     def k_step(self, series: Tensor, k: int, first_target: int) -> Tensor:
         """Predictions of x_t for t in [first_target, T), each from observations up to t - k."""
-        contexts = series.unfold(0, self.context, 1)  # row j holds x_j .. x_{j+C-1}
-        first_row = first_target - k - self.context + 1
-        return self.rollout(contexts[first_row: len(series) - k - self.context + 1], k)[:, -1]
+        if self.context is None and not self.uses_features:
+            return self._k_step_full_history(series, k, first_target)
+        context = self.tau if self.uses_features else self.context
+        contexts = series.unfold(0, context, 1)  # row j holds x_j .. x_{j+C-1}
+        first_row = first_target - k - context + 1
+        return self.rollout(contexts[first_row: len(series) - k - context + 1], k)[:, -1]
+
+    @torch.no_grad()
+    def _k_step_full_history(self, series: Tensor, k: int, first_target: int) -> Tensor:
+        """Recurrent k-step predictions that read the whole observed history: one teacher-forced pass
+        keeps the state after every observation, then all rollouts start from those states at once."""
+        outs, states, state = [], [], None
+        for j in range(len(series) - k):
+            out, state = self(series[j: j + 1][None], state)
+            outs.append(out[:, -1])
+            states.append(state)
+        rows = range(first_target - k, len(series) - k)  # last observation x_{t-k}
+        pred = torch.cat([outs[j] for j in rows])
+        state = _cat_states([states[j] for j in rows])
+        for _ in range(k - 1):
+            out, state = self(pred[:, None], state)
+            pred = out[:, -1]
+        return pred
+
+    def multistep(self, series: Tensor, start: int) -> Tensor:
+        """The book's multi-step prediction: observed values up to `start`, then only own predictions."""
+        if self.uses_features or self.context is not None:
+            context = self.tau if self.uses_features else self.context
+            return self.rollout(series[start - context: start][None], len(series) - start)[0]
+        return self.rollout(series[:start][None], len(series) - start)[0]
 
     def validation_step(self, batch, batch_idx):
         series, _ = batch
-        start = max(self.n_train, self.context)
+        start = max(self.n_train, self.context or 0, self.tau)
         self.log("val/mse", F.mse_loss(self.k_step(series, 1, start), series[start:]), prog_bar=True)
 
     def test_step(self, batch, batch_idx):
@@ -127,9 +173,9 @@ class SequenceRegressor(L.LightningModule):
             self.log(f"test/mse_clean_k{k}", F.mse_loss(pred, clean[first:]))
             if self.noise_var > 0:
                 self.log(f"test/noise_ratio_k{k}", mse / self.noise_var)
-        self.forecasts["onestep"] = self.k_step(series, 1, self.context)
+        self.forecasts["onestep"] = self.k_step(series, 1, self.tau if self.uses_features else (self.context or 1))
         start = self.n_train + self.tau
-        multi = self.rollout(series[start - self.context: start][None], len(series) - start)[0]
+        multi = self.multistep(series, start)
         self.forecasts["multistep"] = multi
         self.log("test/mse_multistep", F.mse_loss(multi, series[start:]))
         self.log("test/mse_clean_multistep", F.mse_loss(multi, clean[start:]))
@@ -139,3 +185,10 @@ class SequenceRegressor(L.LightningModule):
         if self.hparams.scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer)}}
+
+
+def _cat_states(states: list):
+    """Concatenate per-sample recurrent states (h, or (h, c)) along the batch dimension."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts, 1) for parts in zip(*states))
+    return torch.cat(states, 1)
