@@ -96,9 +96,10 @@ class LanguageModel(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._freeze_train_time()
-        self.log("train/ppl", self.train_nll.perplexity(self.trainer.strategy.reduce))
+        # Already reduced over processes; sync_dist averages identical values (one all-reduce per epoch).
+        self.log("train/ppl", self.train_nll.perplexity(self.trainer.strategy.reduce), sync_dist=True)
         tokens = self._train_tokens * self.trainer.world_size
-        self.log("train/tokens_per_s", tokens / max(self._train_seconds, 1e-9))
+        self.log("train/tokens_per_s", tokens / max(self._train_seconds, 1e-9), sync_dist=True)
 
     # validation --------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -115,8 +116,8 @@ class LanguageModel(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
-        self.log("val/ppl", ppl, prog_bar=True)
-        self.log("val/loss", torch.log(ppl))
+        self.log("val/ppl", ppl, prog_bar=True, sync_dist=True)
+        self.log("val/loss", torch.log(ppl), sync_dist=True)
 
     # optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):

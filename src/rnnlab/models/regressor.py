@@ -55,8 +55,8 @@ class SequenceRegressor(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         num_steps = getattr(self.trainer.datamodule, "num_steps", None)
-        if self.rollout_steps and num_steps is not None and self.rollout_steps > num_steps:
-            raise ConfigError(f"module.rollout_steps={self.rollout_steps} must be at most data.num_steps={num_steps}")
+        if self.rollout_steps and num_steps is not None and self.rollout_steps >= num_steps:
+            raise ConfigError(f"module.rollout_steps={self.rollout_steps} must be smaller than data.num_steps={num_steps}")
         self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
 
     def free_running(self, x: Tensor, state):
@@ -68,27 +68,14 @@ class SequenceRegressor(L.LightningModule):
         so that sequential sampling still carries the state of the observed stream.
         """
         warm = x.shape[1] - self.rollout_steps
-        if warm > 0:
-            out_warm, state_warm = self(x[:, :warm], state)
-            out_rest, state_end = self(x[:, warm:], state_warm)
-            teacher_forced, pred = torch.cat([out_warm, out_rest], 1), out_warm[:, -1]
-        else:
-            teacher_forced, state_end = self(x, state)
-            state_warm, pred = state, None
-        free = []
-        if pred is None:  # no observed step in this window: start from the carried state's prediction
-            if state is None:
-                raise ConfigError("module.rollout_steps equal to data.num_steps needs data.sampling=sequential")
-            out, state_warm = self(x[:, :1], state)
-            pred = out[:, -1]
-        else:
-            free.append(pred)
-        s = state_warm
-        while len(free) < self.rollout_steps:
+        out_warm, state_warm = self(x[:, :warm], state)
+        out_rest, state_end = self(x[:, warm:], state_warm)
+        pred, s, free = out_warm[:, -1], state_warm, [out_warm[:, -1]]
+        for _ in range(self.rollout_steps - 1):
             out, s = self(pred[:, None], s)
             pred = out[:, -1]
             free.append(pred)
-        return teacher_forced, torch.stack(free, 1), state_end
+        return torch.cat([out_warm, out_rest], 1), torch.stack(free, 1), state_end
 
     def training_step(self, batch, batch_idx):
         x, y = batch

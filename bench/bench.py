@@ -1,0 +1,214 @@
+"""Training throughput, side by side in one process: raw PyTorch loop, the book's scratch loop, and
+this project's real path (Trainer.fit on the DataModule, Hydra-composed config, logging on).
+
+    python bench/bench.py                     # CPU, the six cores at the book's settings
+    python bench/bench.py --device cuda --scale   # on a GPU, plus the batch/hidden-size cost curve
+Prints tables of tokens/s (median of repeats after warm-up) with the ratios project/raw and
+scratch/book-style, and writes the same as JSON (--out). Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from book_style import BookStyleRNN  # noqa: E402
+
+from rnnlab.data import TimeMachineDataModule  # noqa: E402
+from rnnlab.models import build_core  # noqa: E402
+from rnnlab.models.cores import detach_state, output_size  # noqa: E402
+
+CONFIGS = [("rnn", 256), ("gru", 256), ("lstm", 256), ("rnn_scratch", 256), ("rnn_scratch", 512),
+           ("gru_scratch", 256), ("lstm_scratch", 256)]
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def batches_on(device, batch_size, num_steps, n=64):
+    """Real training batches of The Time Machine (sequential partitioning), moved to the device once."""
+    dm = TimeMachineDataModule(batch_size=batch_size, num_steps=num_steps)
+    dm.setup("fit")
+    out = [(x.to(device), y.to(device)) for x, y in dm.train_dataloader()]
+    return (out * (n // len(out) + 1))[:n], dm.vocab_size
+
+
+def timed(step, batches, device, seconds, warmup=5):
+    for x, y in batches[:warmup]:
+        step(x, y)
+    sync(device)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, y in batches:
+            step(x, y)
+            n += x.numel()
+            if time.perf_counter() - t0 >= seconds:
+                break
+    sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def raw_loop(kind, hidden, batches, vocab, device, seconds):
+    """The same model as the project's, a plain loop: forward, cross-entropy, backward, clip, SGD."""
+    torch.manual_seed(0)
+    core = build_core(kind, vocab, hidden).to(device)
+    head = nn.Linear(output_size(core), vocab).to(device)
+    params = [*core.parameters(), *head.parameters()]
+    opt = torch.optim.SGD(params, lr=1.0)
+    state = [None]
+
+    def step(x, y):
+        out, s = core(F.one_hot(x, vocab).float(), state[0])
+        state[0] = detach_state(s)
+        loss = F.cross_entropy(head(out).flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return timed(step, batches, device, seconds)
+
+
+def book_loop(cell, hidden, batches, vocab, device, seconds):
+    torch.manual_seed(0)
+    net = BookStyleRNN(cell, vocab, hidden).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    state = [None]
+
+    def step(x, y):
+        s = state[0] or net.begin_state(x.shape[0], device)
+        out, s = net(x, s)
+        state[0] = tuple(t.detach() for t in s)
+        loss = F.cross_entropy(out, y.T.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+
+    return timed(step, batches, device, seconds)
+
+
+class Throughput(L.Callback):
+    """Tokens/s of the training steps after `warmup` steps, synchronised at both ends."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.t0, self.tokens, self.rate = warmup, None, 0, None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            sync(str(module.device))
+            self.t0 = time.perf_counter()
+        if self.t0 is not None:
+            self.tokens += batch[0].numel()
+
+    def on_train_end(self, trainer, module):
+        sync(str(module.device))
+        self.rate = self.tokens / (time.perf_counter() - self.t0)
+
+
+def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp):
+    """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[
+            f"model={kind}", f"model.hidden_size={hidden}", f"data.batch_size={batch_size}",
+            f"data.num_steps={num_steps}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
+            f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "+trainer.limit_val_batches=0",
+            "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
+            "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.text_sample",
+            f"paths.output_dir={tmp}"])
+    L.seed_everything(0, verbose=False)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.module, **dm.module_kwargs())
+    meter = Throughput(warmup=5)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [meter]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, enable_checkpointing=False)
+    trainer.fit(module, datamodule=dm)
+    return meter.rate
+
+
+def median_of(fn, repeats):
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def peak_memory_mb(device):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per timed repeat of a raw/book loop")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-steps", type=int, default=35)
+    parser.add_argument("--scale", action="store_true", help="also the batch-size / hidden-size cost curve")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    args = parser.parse_args(argv)
+    dev = args.device
+    import tempfile
+
+    tmp = tempfile.mkdtemp()
+    batches, vocab = batches_on(dev, args.batch_size, args.num_steps)
+    rows = []
+    print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"batch={args.batch_size} num_steps={args.num_steps} {platform.processor() or platform.machine()}")
+    print(f"| core | hidden | raw tok/s | project tok/s | project/raw | book-style tok/s | raw/book-style |")
+    print("|---|---|---|---|---|---|---|")
+    for kind, hidden in CONFIGS:
+        raw = median_of(lambda: raw_loop(kind, hidden, batches, vocab, dev, args.seconds), args.repeats)
+        steps = max(int(raw * args.seconds / (args.batch_size * args.num_steps)), 20) + 5
+        proj = median_of(lambda: project_path(kind, hidden, args.batch_size, args.num_steps, dev, steps, tmp),
+                         args.repeats)
+        book = None
+        if kind.endswith("_scratch"):
+            cell = kind.split("_")[0]
+            book = median_of(lambda: book_loop(cell, hidden, batches, vocab, dev, args.seconds), args.repeats)
+        rows.append({"core": kind, "hidden": hidden, "raw": raw, "project": proj, "project_over_raw": proj / raw,
+                     "book_style": book, "raw_over_book": raw / book if book else None})
+        print(f"| {kind} | {hidden} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} | "
+              + (f"{book:,.0f} | {raw / book:.2f} |" if book else "- | - |"), flush=True)
+    result = {"device": dev, "batch_size": args.batch_size, "num_steps": args.num_steps, "rows": rows,
+              "peak_memory_mb": peak_memory_mb(dev)}
+    if args.scale:
+        curve = []
+        print("\n| core | batch | hidden | raw tok/s | project tok/s | project/raw |\n|---|---|---|---|---|---|")
+        for b, h in [(32, 256), (128, 256), (512, 256), (1024, 256), (256, 128), (256, 512), (256, 1024)]:
+            bb, _ = batches_on(dev, b, 64, n=16)
+            raw = median_of(lambda: raw_loop("lstm", h, bb, vocab, dev, args.seconds), args.repeats)
+            steps = max(int(raw * args.seconds / (b * 64)), 20) + 5
+            proj = median_of(lambda: project_path("lstm", h, b, 64, dev, steps, tmp), args.repeats)
+            curve.append({"batch": b, "hidden": h, "raw": raw, "project": proj})
+            print(f"| lstm | {b} | {h} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} |", flush=True)
+        result["scale"] = curve
+    print(f"peak memory: {result['peak_memory_mb']:.0f} MB")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
