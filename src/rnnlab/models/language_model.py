@@ -15,6 +15,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size
 from rnnlab.models.state import CarriedState
+from rnnlab.models.step_logging import is_logging_step
 
 
 class LanguageModel(L.LightningModule):
@@ -73,7 +74,8 @@ class LanguageModel(L.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.train_nll.update(loss.detach() * y.numel(), y.numel())
         self._train_tokens += y.numel()
-        self.log("train/loss", loss, prog_bar=True)
+        if is_logging_step(self.trainer):
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
@@ -86,7 +88,8 @@ class LanguageModel(L.LightningModule):
             norm = torch.nn.utils.get_total_norm(grads)
             if gradient_clip_val:
                 self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        self.log("train/grad_norm", norm)
+        if is_logging_step(self.trainer):
+            self.log("train/grad_norm", norm)
 
     def _freeze_train_time(self) -> None:
         if self._epoch_t0 is not None and self._train_seconds is None:

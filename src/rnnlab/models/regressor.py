@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from rnnlab.errors import ConfigError
 from rnnlab.models.cores import output_size
 from rnnlab.models.state import CarriedState
+from rnnlab.models.step_logging import is_logging_step
 
 
 class SequenceRegressor(L.LightningModule):
@@ -89,7 +90,8 @@ class SequenceRegressor(L.LightningModule):
             pred, state = self(x, self.train_state.initial())
             self.train_state.keep(state)
             loss = F.mse_loss(pred, y)
-        self.log("train/loss", loss, prog_bar=True)
+        if is_logging_step(self.trainer):
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     # forecasting -------------------------------------------------------------------------------

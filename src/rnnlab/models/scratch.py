@@ -99,11 +99,13 @@ class _ScratchRecurrent(nn.Module):
         )
 
     def _run_direction(self, cell: _Cell, x: Tensor, h: Tensor, c: Tensor | None, reverse: bool):
-        xp = cell.project_inputs(x)
+        # unbind, not xp[t]: the backward of one unbind is one stack, while indexing step by step
+        # would allocate a zero gradient of the whole sequence for every step.
+        xps = cell.project_inputs(x).unbind(0)
         steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
         outputs = [None] * x.shape[0]
         for t in steps:
-            h, c = cell.step(xp[t], h, c)
+            h, c = cell.step(xps[t], h, c)
             outputs[t] = h
         return torch.stack(outputs), h, c
 
