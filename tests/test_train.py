@@ -108,3 +108,26 @@ def test_cli_errors_print_no_traceback(tmp_path):
     unknown = run_cli("model=transformer", f"hydra.run.dir={tmp_path / 'u'}")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
     assert "Could not find 'model/transformer'" in unknown.stderr and "lstm_scratch" in unknown.stderr
+
+
+def test_documented_overrides_reach_the_objects(make_cfg):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("model=gru_scratch", "model.hidden_size=12", "model.num_layers=2", "model.bidirectional=true",
+                   "data.num_steps=7", "data.batch_size=3", "data.sampling=random", "data.token=word",
+                   "data.max_tokens=2000", "trainer.accelerator=cpu", "trainer.max_epochs=4",
+                   "trainer.gradient_clip_val=0.5", "seed=11", "optimizer=adamw", "module.embedding_dim=8")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert (dm.num_steps, dm.batch_size, dm.sampling, dm.token, dm.seed) == (7, 3, "random", "word", 11)
+    assert len(dm.train_tokens) + len(dm.val_tokens) == 2000
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (3, 7)
+    module = instantiate(cfg.module, **dm.module_kwargs())
+    core = module.core
+    assert (type(core).__name__, core.hidden_size, core.num_layers, core.bidirectional) == ("ScratchGRU", 12, 2, True)
+    assert module.embedding.embedding_dim == 8 and module.head.in_features == 24
+    assert isinstance(module.configure_optimizers(), __import__("torch").optim.AdamW)
+    trainer = instantiate(cfg.trainer)
+    assert (trainer.max_epochs, trainer.gradient_clip_val, type(trainer.accelerator).__name__) == (
+        4, 0.5, "CPUAccelerator")
