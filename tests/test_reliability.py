@@ -44,3 +44,199 @@ def test_ddp_on_two_cpu_processes_one_directory_exact_global_val_ppl(tmp_path):
     dm = TimeMachineDataModule(max_tokens=4000, batch_size=8, num_steps=10, val_batch_size=4)
     single = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, dm, verbose=False)
     assert single[0]["val/ppl"] == pytest.approx(metrics["val/ppl"], rel=1e-5)
+
+
+# Bad input: one clear line each -----------------------------------------------------------------
+def compose_error(*overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from conftest import CONF
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(Exception) as info:
+            compose("train", overrides=list(overrides))
+    return str(info.value)
+
+
+@pytest.mark.parametrize("group, allowed", [("model", "gru_scratch"), ("data", "timemachine"),
+                                            ("trainer", "default"), ("optimizer", "adamw")])
+def test_unknown_group_option_lists_the_allowed_ones(group, allowed):
+    message = compose_error(f"{group}=nonsense")
+    assert f"Could not find '{group}/nonsense'" in message and allowed in message
+
+
+def test_mistyped_key_is_named():
+    assert "model.hiden_size" in compose_error("model.hiden_size=3")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.batch_size=0", "data.batch_size=0 is invalid: must be a positive integer"),
+    ("data.batch_size=2.5", "data.batch_size=2.5 is invalid"),
+    ("data.num_steps=-1", "data.num_steps=-1 is invalid"),
+    ("model.num_layers=0", "model.num_layers=0 is invalid"),
+    ("model.hidden_size=1.5", "model.hidden_size=1.5 is invalid"),
+    ("model.dropout=-0.1", "model.dropout=-0.1 is invalid: must lie in [0, 1)"),
+    ("data.val_fraction=1.0", "data.val_fraction=1.0 is invalid: must lie strictly between 0 and 1"),
+    ("data.val_fraction=0", "data.val_fraction=0 is invalid"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid: must be a positive integer"),
+    ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5 is invalid"),
+    ("data.min_freq=100000", "data.min_freq=100000 leaves only <unk>"),
+    ("data.max_tokens=50", "is too large for a sequence of"),
+])
+def test_bad_values_end_with_one_line_naming_the_option(make_cfg, capsys, override, message):
+    with pytest.raises(SystemExit) as info:
+        main_task(compose_config_from(make_cfg, override))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def compose_config_from(make_cfg, override):
+    return make_cfg(override)
+
+
+def test_binary_corpus_and_directory(make_cfg, capsys, tmp_path):
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    for path, message in [(binary, "looks binary"), (tmp_path, "is a directory")]:
+        with pytest.raises(SystemExit):
+            main_task(make_cfg(f"data.path={path}"))
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_missing_devices_are_named(make_cfg, capsys):
+    with pytest.raises(SystemExit):
+        main_task(make_cfg("trainer.accelerator=gpu", "trainer.devices=4"))
+    assert "trainer.accelerator=gpu but no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_model_is_rejected(make_cfg, capsys, tmp_path):
+    main_task(compose_config(tmp_path / "gru", "model=gru", "trainer.max_epochs=1"))
+    with pytest.raises(SystemExit):
+        main_task(make_cfg("model=lstm", f"ckpt_path={tmp_path / 'gru' / 'checkpoints' / 'last.ckpt'}"))
+    err = capsys.readouterr().err
+    assert "holds another model's weights" in err and "ckpt_path=" in err
+
+
+# Divergence, interruption, atomic checkpoints -----------------------------------------------------
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    # SGD with lr 50 trains while every step is clipped to norm 0.01, and blows up once clipping is off.
+    common = ["model=rnn_scratch", "model.hidden_size=64", "optimizer.lr=50", "trainer.log_every_n_steps=1"]
+    main_task(compose_config(run, *common, "trainer.max_epochs=1", "trainer.gradient_clip_val=0.01"))
+    good = torch_load(run / "checkpoints" / "last.ckpt")
+    with pytest.raises(SystemExit) as info:
+        main_task(compose_config(run, *common, "trainer.max_epochs=4", "trainer.gradient_clip_val=null",
+                                 f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"))
+    assert info.value.code == 1 and "training diverged" in capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["last_good_checkpoint"].endswith("last.ckpt")
+    kept = torch_load(run / "checkpoints" / "last.ckpt")
+    assert kept["epoch"] == good["epoch"] == 0
+    assert all(v.isfinite().all() for v in kept["state_dict"].values())
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_checkpoints_are_replaced_atomically(tmp_path):
+    """Lightning writes the whole checkpoint to a temporary file and renames it over the old one,
+    so a kill during a save leaves the previous file intact (a new inode replaces the old)."""
+    run = tmp_path / "run"
+    main_task(compose_config(run, "trainer.max_epochs=1"))
+    last = run / "checkpoints" / "last.ckpt"
+    inode = last.stat().st_ino
+    main_task(compose_config(run, "trainer.max_epochs=2", f"ckpt_path={last}"))
+    assert last.stat().st_ino != inode and torch_load(last)["epoch"] == 1
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
+
+
+LONG = [a for a in TINY if not a.startswith("data.max_tokens")] + [
+    "data.max_tokens=40000", "trainer.max_epochs=4", "seed=3"]
+
+
+def start_run(run, *extra):
+    return subprocess.Popen([sys.executable, "train.py", *LONG, f"hydra.run.dir={run}", *extra], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=120):
+    import time
+
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None and time.time() - t0 < timeout, "the run ended before writing " + str(path)
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside the next epoch
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    import signal
+
+    whole = start_run(tmp_path / "whole")
+    whole.wait(timeout=300)
+    killed = start_run(tmp_path / "killed")
+    wait_for(tmp_path / "killed" / "checkpoints" / "last.ckpt", killed)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+    resumed = start_run(tmp_path / "killed", "ckpt_path=last")  # in place: the run's own last.ckpt
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-2000:]
+    a = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert (a["epochs"], a["global_step"]) == (b["epochs"], b["global_step"]) == (4, a["global_step"])
+    assert b["val/ppl"] == pytest.approx(a["val/ppl"], abs=1e-4)
+
+
+def test_sigint_ends_cleanly_with_a_checkpoint_and_flushed_tensorboard(tmp_path):
+    import signal
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    proc = start_run(run)
+    wait_for(run / "checkpoints" / "last.ckpt", proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 1
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "resume with ckpt_path=" in err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and metrics["checkpoint"].endswith("interrupted.ckpt")
+    assert torch_load(run / "checkpoints" / "interrupted.ckpt")["global_step"] == metrics["global_step"] > 0
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    assert acc.Scalars("val/ppl")
+
+
+# Multirun with several processes, and load --------------------------------------------------------
+def test_ddp_inside_a_multirun_one_directory_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "train.py", "-m", *TINY, "model=rnn,gru", "trainer.strategy=ddp",
+                           "trainer.devices=2", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_eight_jobs_on_two_joblib_workers_one_failing(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "train.py", "-m", *TINY, "launcher=joblib", "hydra.launcher.n_jobs=2",
+                           "seed=1,2,3,4,5,6,7", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bad = subprocess.run([sys.executable, "train.py", "-m", *TINY, "launcher=joblib", "model.hidden_size=0",
+                          f"hydra.sweep.dir={sweep}_bad"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "model.hidden_size=0" in bad.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 7
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "ok" and (job / "checkpoints" / "last.ckpt").is_file()

@@ -75,3 +75,20 @@ class DivergenceGuard(L.Callback):
         for name, value in trainer.callback_metrics.items():
             if name.startswith(prefix) and not torch.isfinite(value).all():
                 self._check(trainer, name, value.sum())
+
+
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C (SIGINT), save `interrupted.ckpt` beside the other checkpoints before Lightning shuts down.
+
+    Lightning then finalizes the loggers (TensorBoard files flushed) and exits; resume with
+    `ckpt_path=<run>/checkpoints/interrupted.ckpt` (or `last.ckpt`, from the last finished epoch).
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = dirpath
+        self.path: str | None = None
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.path = f"{self.dirpath}/interrupted.ckpt"
+            trainer.save_checkpoint(self.path)

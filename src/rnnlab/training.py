@@ -52,6 +52,34 @@ def check_accelerator(trainer_cfg: DictConfig) -> None:
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
 
 
+def check_checkpoint(ckpt_path: str | None, module: L.LightningModule) -> None:
+    """A resume checkpoint must exist and hold this model's weights (same parameter names and shapes)."""
+    if ckpt_path in (None, "last"):
+        return
+    if not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    except Exception as e:  # not a Lightning checkpoint at all
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a readable Lightning checkpoint ({type(e).__name__})") from None
+    wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    if saved != wanted:
+        diff = sorted(set(saved) ^ set(wanted)) or sorted(k for k in wanted if saved[k] != wanted[k])
+        raise ConfigError(f"ckpt_path={ckpt_path!r} holds another model's weights (differs in {diff[0]}, ...): "
+                          "resume with the model, data and options it was trained with")
+
+
+def validate_trainer_options(trainer_cfg: DictConfig) -> None:
+    """Options Lightning would accept silently or reject obscurely, named here."""
+    max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps", -1)
+    ok = isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and (
+        max_epochs >= 1 or (max_epochs == -1 and isinstance(max_steps, int) and max_steps > 0))
+    if not ok:
+        raise ConfigError(f"trainer.max_epochs={max_epochs!r} is invalid: must be a positive integer "
+                          "(or -1 together with a positive trainer.max_steps)")
+
+
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as flat scalar hyperparameters for TensorBoard's HParams view."""
     out: dict[str, Any] = {}
@@ -93,6 +121,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     module = build(cfg.module, **datamodule.module_kwargs())
 
     check_accelerator(cfg.trainer)
+    validate_trainer_options(cfg.trainer)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     try:
@@ -105,11 +134,19 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(flat_hparams(cfg))
 
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path not in (None, "last") and not Path(ckpt_path).is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
+    check_checkpoint(ckpt_path, module)
     start = time.perf_counter()
-    # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    try:
+        # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+    except SystemExit:
+        if trainer.interrupted and trainer.is_global_zero:
+            saved = [cb.path for cb in trainer.callbacks if getattr(cb, "path", None)]
+            hint = f"; resume with ckpt_path={saved[0]}" if saved else ""
+            write_metrics(output_dir, {"status": "interrupted", "epochs": trainer.current_epoch,
+                                       "global_step": trainer.global_step, "checkpoint": saved[0] if saved else None})
+            print(f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}{hint}", file=sys.stderr)
+        raise
 
     metrics: dict[str, Any] = {"status": "ok"}
     for name, value in trainer.callback_metrics.items():
@@ -152,8 +189,11 @@ def main_task(cfg: DictConfig) -> float | None:
     try:
         metrics = fit(cfg)
     except (ConfigError, DivergenceError) as e:
-        status = "config_error" if isinstance(e, ConfigError) else "diverged"
-        write_metrics(output_dir, {"status": status, "error": str(e)})
+        record = {"status": "config_error" if isinstance(e, ConfigError) else "diverged", "error": str(e)}
+        last = output_dir / "checkpoints" / "last.ckpt"
+        if isinstance(e, DivergenceError) and last.is_file():
+            record["last_good_checkpoint"] = str(last)
+        write_metrics(output_dir, record)
         if _is_multirun():
             raise
         print(f"error: {e}", file=sys.stderr)

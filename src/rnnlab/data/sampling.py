@@ -23,6 +23,8 @@ stay continuous within every process.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
@@ -35,10 +37,13 @@ SAMPLINGS = ("random", "sequential")
 class _WindowSampler(Sampler[Tensor]):
     max_offset: int  # offsets are drawn from [0, max_offset]
 
-    def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 epoch_source: Callable[[], int] | None = None):
         self.length, self.batch_size, self.num_steps = length, batch_size, num_steps
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
+        # Where to read the epoch at each iteration (the Trainer's counter): set_epoch alone is not
+        # called again when Lightning resumes from a checkpoint, and the order must match the epoch.
+        self.epoch, self.epoch_source = 0, epoch_source
         if self.num_batches() < 1:
             raise ConfigError(
                 f"data.batch_size={batch_size} x data.num_steps={num_steps} is too large for a sequence of "
@@ -72,6 +77,8 @@ class _WindowSampler(Sampler[Tensor]):
         return starts[:, self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     def __iter__(self):
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
         g = self._generator()
         offset = int(torch.randint(0, self.max_offset + 1, (1,), generator=g))
         return iter(self.starts(offset, g))
@@ -117,11 +124,15 @@ class SequentialSampler(_WindowSampler):
 
 
 def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> _WindowSampler:
-    """The one place that maps `data.sampling` to a sampler class."""
+                 trainer=None) -> _WindowSampler:
+    """The one place that maps `data.sampling` to a sampler class; with a Trainer, rank-aware and
+    following the fit loop's epoch counter (the one Lightning passes to set_epoch, right on resume too)."""
     require_choice("data.sampling", sampling, SAMPLINGS)
     cls = RandomSampler if sampling == "random" else SequentialSampler
-    return cls(length, batch_size, num_steps, seed=seed, rank=rank, world_size=world_size)
+    if trainer is None:
+        return cls(length, batch_size, num_steps, seed=seed)
+    return cls(length, batch_size, num_steps, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size,
+               epoch_source=lambda: trainer.fit_loop.epoch_progress.current.processed)
 
 
 class WindowDataset(Dataset):

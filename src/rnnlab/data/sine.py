@@ -91,9 +91,8 @@ class SineDataModule(L.LightningDataModule):
             data = TensorDataset(features[: self.n_train], labels[: self.n_train])
             return DataLoader(data, batch_size=self.batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(self.seed))
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = make_sampler(self.sampling, self.n_train, self.batch_size, self.num_steps,
-                               seed=self.seed, rank=rank, world_size=world)
+                               seed=self.seed, trainer=self.trainer)
         return DataLoader(WindowDataset(self.series[: self.n_train], self.num_steps), sampler=sampler, batch_size=None)
 
     def _whole_series(self) -> DataLoader:

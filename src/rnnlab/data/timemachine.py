@@ -77,11 +77,8 @@ class TimeMachineDataModule(L.LightningDataModule):
         self.prepare_corpus()
 
     def _make_sampler(self):
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
         return make_sampler(self.sampling, len(self.train_tokens), self.batch_size, self.num_steps,
-                            seed=self.seed, rank=rank, world_size=world)
+                            seed=self.seed, trainer=self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(WindowDataset(self.train_tokens, self.num_steps), sampler=self._make_sampler(), batch_size=None)
