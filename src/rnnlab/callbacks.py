@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import lightning as L
 import torch
@@ -92,3 +93,20 @@ class InterruptCheckpoint(L.Callback):
         if isinstance(exception, KeyboardInterrupt):
             self.path = f"{self.dirpath}/interrupted.ckpt"
             trainer.save_checkpoint(self.path)
+
+
+class RNGStateCheckpoint(L.Callback):
+    """Store the random number generators' states in every checkpoint and restore them on resume,
+    so that a resumed run draws the same dropout masks as an uninterrupted one."""
+
+    def state_dict(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

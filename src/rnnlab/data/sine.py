@@ -93,7 +93,9 @@ class SineDataModule(L.LightningDataModule):
                               generator=torch.Generator().manual_seed(self.seed))
         sampler = make_sampler(self.sampling, self.n_train, self.batch_size, self.num_steps,
                                seed=self.seed, trainer=self.trainer)
-        return DataLoader(WindowDataset(self.series[: self.n_train], self.num_steps), sampler=sampler, batch_size=None)
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        return DataLoader(WindowDataset(self.series[: self.n_train].to(device), self.num_steps), sampler=sampler,
+                          batch_size=None)
 
     def _whole_series(self) -> DataLoader:
         return DataLoader([(self.series, self.clean)], batch_size=None)

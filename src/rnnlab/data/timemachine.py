@@ -81,7 +81,11 @@ class TimeMachineDataModule(L.LightningDataModule):
                             seed=self.seed, trainer=self.trainer)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(WindowDataset(self.train_tokens, self.num_steps), sampler=self._make_sampler(), batch_size=None)
+        # The corpus lives on the training device, so every batch is one gather there: no per-batch
+        # host-to-device copy (a character corpus is a few MB even for large books).
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        windows = WindowDataset(self.train_tokens.to(device), self.num_steps)
+        return DataLoader(windows, sampler=self._make_sampler(), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         batches = eval_stream_batches(self.val_tokens, self.val_batch_size, self.num_steps)
