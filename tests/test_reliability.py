@@ -230,14 +230,19 @@ def test_ddp_inside_a_multirun_one_directory_per_job(tmp_path):
 def test_eight_jobs_on_two_joblib_workers_one_failing(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "train.py", "-m", *TINY, "launcher=joblib", "hydra.launcher.n_jobs=2",
-                           "seed=1,2,3,4,5,6,7", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    bad = subprocess.run([sys.executable, "train.py", "-m", *TINY, "launcher=joblib", "model.hidden_size=0",
-                          f"hydra.sweep.dir={sweep}_bad"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode != 0 and "model.hidden_size=0" in bad.stderr
+                           "model.hidden_size=8,12,16,0,20,24,28,32", "trainer.max_epochs=1",
+                           f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "model.hidden_size=0" in proc.stderr  # the failure is reported
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert len(jobs) == 7
+    assert len(jobs) == 8
+    statuses = {}
     for job in jobs:
         metrics = json.loads((job / "metrics.json").read_text())
-        assert metrics["status"] == "ok" and (job / "checkpoints" / "last.ckpt").is_file()
+        hidden = [o for o in (job / ".hydra" / "overrides.yaml").read_text().split() if "hidden_size" in o][0]
+        statuses[hidden.split("=")[1]] = metrics["status"]
+        if metrics["status"] == "ok":
+            assert (job / "checkpoints" / "last.ckpt").is_file() and metrics["val/ppl"] > 1
+            assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+    assert statuses.pop("0") == "config_error"
+    assert sorted(statuses, key=int) == ["8", "12", "16", "20", "24", "28", "32"]
+    assert set(statuses.values()) == {"ok"}
