@@ -153,7 +153,10 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         if "/" in name and value.numel() == 1:
             metrics[name] = perplexity_or_none(value)
     if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
-        for results in trainer.test(module, datamodule=datamodule, verbose=False):
+        # Test the weights that scored best on validation (early stopping), as Lightning's ckpt_path="best" does.
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        for results in trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
+                                    weights_only=False):
             metrics.update({k: perplexity_or_none(v) for k, v in results.items()})
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
