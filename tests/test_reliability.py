@@ -71,6 +71,14 @@ def test_mistyped_key_is_named():
     assert "model.hiden_size" in compose_error("model.hiden_size=3")
 
 
+def test_added_unknown_key_is_named_with_the_allowed_ones(make_cfg, capsys):
+    with pytest.raises(SystemExit):
+        main_task(make_cfg("+data.batchsize=3"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.batchsize is not an option of rnnlab.data.TimeMachineDataModule" in err[0]
+    assert "batch_size" in err[0]
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=0", "data.batch_size=0 is invalid: must be a positive integer"),
     ("data.batch_size=2.5", "data.batch_size=2.5 is invalid"),

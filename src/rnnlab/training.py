@@ -7,8 +7,10 @@ so Hydra marks that job failed while the other jobs go on.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
@@ -31,16 +33,20 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 
 
-def build(node: DictConfig, **kwargs) -> Any:
-    """hydra.utils.instantiate, with a user error inside the target surfaced as that error."""
+def build(node: DictConfig, name: str = "", **kwargs) -> Any:
+    """hydra.utils.instantiate, with a user error inside the target surfaced as one clear line."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
-            raise ConfigError(f"{str(cause).split('(')[0]} does not take that option: {cause}") from None
+        match = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
+        if isinstance(cause, TypeError) and match:
+            target = get_method(node._target_)
+            allowed = [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
+            raise ConfigError(f"{name + '.' if name else ''}{match.group(1)} is not an option of {node._target_}: "
+                              f"allowed are {', '.join(allowed)}") from None
         raise
 
 
@@ -115,17 +121,17 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = build(cfg.data)
+    datamodule = build(cfg.data, "data")
     datamodule.setup("fit")
     log.info("data: %s", datamodule.describe())
-    module = build(cfg.module, **datamodule.module_kwargs())
+    module = build(cfg.module, "module", **datamodule.module_kwargs())
 
     check_accelerator(cfg.trainer)
     validate_trainer_options(cfg.trainer)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     try:
-        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers)
+        trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
     except (MisconfigurationException, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
