@@ -38,8 +38,8 @@ class TokenNLL(nn.Module):
         return torch.exp(self.mean(reduce))
 
 
-def perplexity_or_none(value: float | None) -> float | None:
-    """A perplexity fit for metrics.json: a finite float, or None (never NaN written as a score)."""
+def finite_or_none(value: float | None) -> float | None:
+    """A metric fit for metrics.json: a finite float, or None (never NaN written as a score)."""
     if value is None:
         return None
     value = float(value)

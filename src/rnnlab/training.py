@@ -26,8 +26,9 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.errors import ConfigError, DivergenceError
-from rnnlab.metrics import perplexity_or_none
+from rnnlab.metrics import finite_or_none
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -111,11 +112,6 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
-def _metric(trainer: L.Trainer, name: str) -> float | None:
-    value = trainer.callback_metrics.get(name)
-    return None if value is None else perplexity_or_none(value)
-
-
 def fit(cfg: DictConfig) -> dict[str, Any]:
     """Build data, model, trainer from `cfg`, train, and return the final metrics (also written to metrics.json)."""
     output_dir = Path(cfg.paths.output_dir)
@@ -147,7 +143,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     except SystemExit:
         if trainer.interrupted and trainer.is_global_zero:
-            saved = [cb.path for cb in trainer.callbacks if getattr(cb, "path", None)]
+            saved = [cb.path for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint) and cb.path]
             hint = f"; resume with ckpt_path={saved[0]}" if saved else ""
             write_metrics(output_dir, {"status": "interrupted", "epochs": trainer.current_epoch,
                                        "global_step": trainer.global_step, "checkpoint": saved[0] if saved else None})
@@ -157,13 +153,13 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = {"status": "ok"}
     for name, value in trainer.callback_metrics.items():
         if "/" in name and value.numel() == 1:
-            metrics[name] = perplexity_or_none(value)
+            metrics[name] = finite_or_none(value)
     if is_overridden("test_step", module) and is_overridden("test_dataloader", datamodule):
         # Test the weights that scored best on validation (early stopping), as Lightning's ckpt_path="best" does.
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         for results in trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
                                     weights_only=False):
-            metrics.update({k: perplexity_or_none(v) for k, v in results.items()})
+            metrics.update({k: finite_or_none(v) for k, v in results.items()})
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
     metrics["tokens_per_s"] = metrics.get("train/tokens_per_s")
@@ -171,7 +167,7 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
     metrics["seed"] = cfg.seed
     ckpt = trainer.checkpoint_callback
     if ckpt is not None and ckpt.best_model_path:
-        metrics["best/" + str(ckpt.monitor)] = perplexity_or_none(ckpt.best_model_score)
+        metrics["best/" + str(ckpt.monitor)] = finite_or_none(ckpt.best_model_score)
         metrics["best_checkpoint"] = ckpt.best_model_path
     for cb in trainer.callbacks:
         if hasattr(cb, "summary"):
