@@ -141,3 +141,17 @@ def test_word_level_generation_joins_words():
     text = model.generate("the time zzzunknown", 4)
     words = text.split()
     assert words[:3] == ["the", "time", "zzzunknown"] and len(words) == 7
+
+
+def test_token_nll_is_token_weighted_not_a_mean_of_batch_perplexities():
+    from rnnlab.metrics import TokenNLL
+
+    acc = TokenNLL()
+    assert math.isnan(float(acc.perplexity()))
+    acc.update(torch.tensor(10 * 1.0), 10)  # 10 tokens at NLL 1.0
+    acc.update(torch.tensor(2 * 3.0), 2)    # 2 tokens at NLL 3.0
+    assert float(acc.perplexity()) == pytest.approx(math.exp(16 / 12))
+    assert float(acc.perplexity()) != pytest.approx((math.exp(1.0) + math.exp(3.0)) / 2)
+    assert acc.total.dtype == torch.float64
+    acc.reset()
+    assert acc.total is None

@@ -5,30 +5,36 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
-class TokenNLL(nn.Module):
+class TokenNLL:
     """Running sum of per-token NLL and token count; perplexity = exp(sum / count), read once per epoch.
 
-    Exact over everything seen since `reset()`, unlike a mean of per-batch perplexities. `compute()`
-    sums over processes when a reducer (the strategy's `reduce`) is given.
+    Exact over everything seen since `reset()`, unlike a mean of per-batch perplexities. The sums
+    live on the device of the first update (float64, float32 on Apple's MPS, which has no float64),
+    so accumulating never waits for the host. `mean()` sums over processes when given the
+    strategy's `reduce`.
     """
 
     def __init__(self):
-        super().__init__()
-        self.register_buffer("total", torch.zeros((), dtype=torch.float64), persistent=False)
-        self.register_buffer("count", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.total: Tensor | None = None
+        self.count: Tensor | None = None
 
     def reset(self) -> None:
-        self.total.zero_()
-        self.count.zero_()
+        self.total = self.count = None
 
     def update(self, nll_sum: Tensor, count: Tensor | int) -> None:
+        if self.total is None:
+            dtype = torch.float32 if nll_sum.device.type == "mps" else torch.float64
+            self.total = torch.zeros((), dtype=dtype, device=nll_sum.device)
+            self.count = torch.zeros_like(self.total)
         self.total += nll_sum.detach().to(self.total.dtype)
         self.count += count
 
     def mean(self, reduce=None) -> Tensor:
+        if self.total is None:
+            return torch.tensor(float("nan"))
         total, count = self.total, self.count
         if reduce is not None:
             total, count = reduce(total.clone(), reduce_op="sum"), reduce(count.clone(), reduce_op="sum")
