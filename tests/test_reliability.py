@@ -95,14 +95,10 @@ def test_added_unknown_key_is_named_with_the_allowed_ones(make_cfg, capsys):
 ])
 def test_bad_values_end_with_one_line_naming_the_option(make_cfg, capsys, override, message):
     with pytest.raises(SystemExit) as info:
-        main_task(compose_config_from(make_cfg, override))
+        main_task(make_cfg(override))
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
-
-
-def compose_config_from(make_cfg, override):
-    return make_cfg(override)
 
 
 def test_binary_corpus_and_directory(make_cfg, capsys, tmp_path):

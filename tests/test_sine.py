@@ -65,7 +65,7 @@ def test_rollout_feeds_back_its_own_predictions(kind, context):
         core.uses_features = True
     else:
         core = PlusOneCore
-    model = SequenceRegressor(core=core, tau=3, n_train=20, first_target=10, context=context, noise=0.2)
+    model = SequenceRegressor(core=core, tau=3, n_train=20, T=200, context=context, noise=0.2, ks=(1,))
     if kind == "rnn":
         with torch.no_grad():
             model.head.weight.fill_(1.0)
@@ -80,7 +80,7 @@ def test_rollout_feeds_back_its_own_predictions(kind, context):
 
 
 def test_free_running_training_feeds_its_own_predictions():
-    model = SequenceRegressor(core=PlusOneCore, tau=3, n_train=20, first_target=10, context=None, noise=0.2,
+    model = SequenceRegressor(core=PlusOneCore, tau=3, n_train=20, T=200, context=None, noise=0.2, ks=(1,),
                               rollout_steps=3)
     with torch.no_grad():
         model.head.weight.fill_(1.0)
@@ -92,9 +92,19 @@ def test_free_running_training_feeds_its_own_predictions():
     assert state.item() == 7.0  # the state of the observed stream, for carrying
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(T=100), "data.T=100 is too short to score 64-step predictions"),
+    (dict(T=1000, ks=(1, 0)), r"module.ks=\[1, 0\] is invalid"),
+])
+def test_evaluation_range_options_are_checked(kwargs, message):
+    args = dict(core=partial(build_core, "gru", hidden_size=4), tau=4, n_train=50, context=64, noise=0.2) | kwargs
+    with pytest.raises(ConfigError, match=message):
+        SequenceRegressor(**args)
+
+
 def test_rollout_steps_options_are_checked():
     with pytest.raises(ConfigError, match="module.rollout_steps"):
-        SequenceRegressor(core=partial(AutoregressiveMLP), tau=3, n_train=20, first_target=10, context=4,
+        SequenceRegressor(core=partial(AutoregressiveMLP), tau=3, n_train=20, T=200, context=4,
                           noise=0.2, rollout_steps=5)
 
 
@@ -102,8 +112,7 @@ def test_rollout_steps_options_are_checked():
     "kwargs, message",
     [(dict(tau=700), "data.tau=700 .*training part"), (dict(num_steps=600), "data.num_steps=600"),
      (dict(n_train=2000), "data.n_train=2000 .*at most data.T=1000"), (dict(T=0), "data.T=0"),
-     (dict(noise=-0.1), "data.noise=-0.1"), (dict(sampling="other"), "data.sampling"),
-     (dict(T=100, n_train=50), "data.T=100 is too short")],
+     (dict(noise=-0.1), "data.noise=-0.1"), (dict(sampling="other"), "data.sampling")],
 )
 def test_bad_sine_options_name_the_option(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -66,7 +66,8 @@ def check_checkpoint(ckpt_path: str | None, module: L.LightningModule) -> None:
     if not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        # mmap: only the tensors' metadata is read here; Lightning loads the weights once, in fit.
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
         saved = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
     except Exception as e:  # not a Lightning checkpoint at all
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not a readable Lightning checkpoint ({type(e).__name__})") from None
@@ -162,7 +163,8 @@ def fit(cfg: DictConfig) -> dict[str, Any]:
             metrics.update({k: finite_or_none(v) for k, v in results.items()})
     metrics["epochs"] = trainer.current_epoch
     metrics["global_step"] = trainer.global_step
-    metrics["tokens_per_s"] = metrics.get("train/tokens_per_s")
+    if "train/tokens_per_s" in metrics:
+        metrics["tokens_per_s"] = metrics["train/tokens_per_s"]
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["seed"] = cfg.seed
     ckpt = trainer.checkpoint_callback

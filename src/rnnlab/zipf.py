@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from rnnlab.errors import ConfigError  # noqa: E402
@@ -45,8 +47,6 @@ def zipf_figure(tables: dict[int, list]) -> plt.Figure:
 
 def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], str, str]:
     """Tokens, description and token kind of the corpus the `data` config describes, via its data module."""
-    from hydra.utils import instantiate
-
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     try:
@@ -56,8 +56,6 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
     if not hasattr(dm, "vocab"):
         raise ConfigError("rnnlab-zipf needs a text data set (data=timemachine with any data.path)")
     dm.setup("fit")
-    import torch
-
     tokens = dm.vocab.to_tokens(torch.cat([dm.train_tokens, dm.val_tokens]))
     return tokens, dm.describe(), dm.token
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rnnlab.data.sampling import SAMPLINGS, WindowDataset, make_sampler
-from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
+from rnnlab.errors import require, require_choice, require_positive_int
 
 
 def sine_series(T: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,19 +52,10 @@ class SineDataModule(L.LightningDataModule):
         self.T, self.noise, self.n_train, self.tau = T, float(noise), n_train, tau
         self.batch_size, self.num_steps, self.sampling, self.seed = batch_size, num_steps, sampling, seed
         # Evaluation context of a recurrent core: the last eval_context observations, or (null) the whole
-        # history; the MLP always reads the last tau. All models are scored on the same time range.
+        # history; the MLP always reads the last tau. The module scores all models on one time range.
         self.context = None if eval_context is None else max(eval_context, tau)
-        self.max_k = 64
-        if self.first_target >= T:
-            raise ConfigError(f"data.T={T} is too short to evaluate {self.max_k}-step predictions after a "
-                              f"context of {self.first_target - self.max_k + 1} (data.eval_context, data.tau): raise data.T")
         self.series, self.clean = sine_series(T, self.noise, seed)
         make_sampler(sampling, n_train, batch_size, num_steps, seed=seed)  # fail early if windows cannot be cut
-
-    @property
-    def first_target(self) -> int:
-        """First time index every k-step evaluation (k <= 64) can predict, so all k share one range."""
-        return max(self.context or 64, self.tau) + self.max_k - 1
 
     @property
     def continuous(self) -> bool:
@@ -78,8 +69,7 @@ class SineDataModule(L.LightningDataModule):
                 f"{self.sampling} windows {self.batch_size} x {self.num_steps}")
 
     def module_kwargs(self) -> dict:
-        return {"tau": self.tau, "n_train": self.n_train, "first_target": self.first_target,
-                "context": self.context, "noise": self.noise}
+        return {"tau": self.tau, "n_train": self.n_train, "T": self.T, "context": self.context, "noise": self.noise}
 
     def _uses_features(self) -> bool:
         module = self.trainer.lightning_module if self.trainer is not None else None

@@ -50,7 +50,6 @@ class TimeMachineDataModule(L.LightningDataModule):
         self.val_fraction, self.max_tokens, self.min_freq, self.seed = val_fraction, max_tokens, min_freq, seed
         self.vocab: Vocab | None = None
         self.train_tokens = self.val_tokens = None
-        self._loaded = False
 
     @property
     def continuous(self) -> bool:
@@ -59,7 +58,7 @@ class TimeMachineDataModule(L.LightningDataModule):
 
     def prepare_corpus(self) -> None:
         """Read, tokenize and split once; cheap enough to run in every process."""
-        if self._loaded:
+        if self.train_tokens is not None:
             return
         indices, self.vocab = load_corpus(self.path, self.token, self.min_freq, self.max_tokens or None)
         corpus = torch.tensor(indices, dtype=torch.long)
@@ -70,7 +69,6 @@ class TimeMachineDataModule(L.LightningDataModule):
                 "use a longer corpus or another fraction"
             )
         self.train_tokens, self.val_tokens = corpus[:-n_val], corpus[-n_val:]
-        self._loaded = True
         self._make_sampler()  # fail now, with a clear message, if batches cannot be cut
 
     def setup(self, stage: str | None = None) -> None:

@@ -14,6 +14,7 @@ from rnnlab.data.text import Vocab
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size
+from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
@@ -80,12 +81,11 @@ class LanguageModel(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip as the Trainer is configured, and log the gradient norm from before clipping."""
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            norm = torch.nn.utils.clip_grad_norm_(
-                [p for group in optimizer.param_groups for p in group["params"]], gradient_clip_val)
+            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # returns the norm before clipping
         else:
-            norm = torch.nn.utils.get_total_norm(grads)
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
             if gradient_clip_val:
                 self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
         if is_logging_step(self.trainer):
@@ -124,10 +124,7 @@ class LanguageModel(L.LightningModule):
 
     # optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer)}}
+        return configure_optimizers(self)
 
     # generation --------------------------------------------------------------------------------
     def prefix_indices(self, prefix: str) -> list[int]:

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.cores import output_size
+from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
@@ -26,7 +27,7 @@ class SequenceRegressor(L.LightningModule):
         core: Callable[..., nn.Module],
         tau: int,
         n_train: int,
-        first_target: int,
+        T: int,
         context: int | None,
         noise: float,
         optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
@@ -40,8 +41,18 @@ class SequenceRegressor(L.LightningModule):
         self.uses_features = bool(getattr(getattr(core, "func", core), "uses_features", False))
         self.net = core(input_size=tau if self.uses_features else 1)
         self.head = None if self.uses_features else nn.Linear(output_size(self.net), 1)
-        self.tau, self.n_train, self.first_target, self.context = tau, n_train, first_target, context
-        self.noise_var, self.ks = noise ** 2, tuple(ks)
+        self.tau, self.n_train, self.noise_var, self.ks = tau, n_train, noise ** 2, tuple(ks)
+        if not self.ks or not all(isinstance(k, int) and k >= 1 for k in self.ks):
+            raise ConfigError(f"module.ks={list(self.ks)} is invalid: give positive integer horizons")
+        # Observations a forecast reads: the MLP its tau lags, a recurrent core the last `context`
+        # values, or its whole history (None).
+        self.window = tau if self.uses_features else context
+        # Every horizon is scored on the same targets t >= first_target: after a burn-in of the
+        # longest window (64 for a full history) and the longest horizon.
+        self.first_target = max(context or 64, tau) + max(self.ks) - 1
+        if self.first_target >= T:
+            raise ConfigError(f"data.T={T} is too short to score {max(self.ks)}-step predictions (module.ks) after "
+                              f"{self.first_target - max(self.ks) + 1} observations (data.eval_context, data.tau)")
         if rollout_steps and self.uses_features:
             raise ConfigError("module.rollout_steps applies to recurrent cores, not model=mlp: set it to 0")
         self.rollout_steps, self.residual = rollout_steps, residual
@@ -114,12 +125,11 @@ class SequenceRegressor(L.LightningModule):
 
     def k_step(self, series: Tensor, k: int, first_target: int) -> Tensor:
         """Predictions of x_t for t in [first_target, T), each from observations up to t - k."""
-        if self.context is None and not self.uses_features:
+        if self.window is None:
             return self._k_step_full_history(series, k, first_target)
-        context = self.tau if self.uses_features else self.context
-        contexts = series.unfold(0, context, 1)  # row j holds x_j .. x_{j+C-1}
-        first_row = first_target - k - context + 1
-        return self.rollout(contexts[first_row: len(series) - k - context + 1], k)[:, -1]
+        contexts = series.unfold(0, self.window, 1)  # row j holds x_j .. x_{j+W-1}
+        first_row = first_target - k - self.window + 1
+        return self.rollout(contexts[first_row: len(series) - k - self.window + 1], k)[:, -1]
 
     @torch.no_grad()
     def _k_step_full_history(self, series: Tensor, k: int, first_target: int) -> Tensor:
@@ -140,14 +150,12 @@ class SequenceRegressor(L.LightningModule):
 
     def multistep(self, series: Tensor, start: int) -> Tensor:
         """The book's multi-step prediction: observed values up to `start`, then only own predictions."""
-        if self.uses_features or self.context is not None:
-            context = self.tau if self.uses_features else self.context
-            return self.rollout(series[start - context: start][None], len(series) - start)[0]
-        return self.rollout(series[:start][None], len(series) - start)[0]
+        observed = series[:start] if self.window is None else series[start - self.window: start]
+        return self.rollout(observed[None], len(series) - start)[0]
 
     def validation_step(self, batch, batch_idx):
         series, _ = batch
-        start = max(self.n_train, self.context or 0, self.tau)
+        start = max(self.n_train, self.window or 1)
         self.log("val/mse", F.mse_loss(self.k_step(series, 1, start), series[start:]), prog_bar=True)
 
     def test_step(self, batch, batch_idx):
@@ -162,7 +170,7 @@ class SequenceRegressor(L.LightningModule):
             self.log(f"test/mse_clean_k{k}", F.mse_loss(pred, clean[first:]))
             if self.noise_var > 0:
                 self.log(f"test/noise_ratio_k{k}", mse / self.noise_var)
-        self.forecasts["onestep"] = self.k_step(series, 1, self.tau if self.uses_features else (self.context or 1))
+        self.forecasts["onestep"] = self.k_step(series, 1, self.window or 1)
         start = self.n_train + self.tau
         multi = self.multistep(series, start)
         self.forecasts["multistep"] = multi
@@ -170,10 +178,7 @@ class SequenceRegressor(L.LightningModule):
         self.log("test/mse_clean_multistep", F.mse_loss(multi, clean[start:]))
 
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.hparams.scheduler(optimizer=optimizer)}}
+        return configure_optimizers(self)
 
 
 def _cat_states(states: list):
