@@ -63,10 +63,10 @@ def timed(step, batches, device, seconds, warmup=5):
     return n / (time.perf_counter() - t0)
 
 
-def raw_loop(kind, hidden, batches, vocab, device, seconds):
+def raw_loop(kind, hidden, batches, vocab, device, seconds, compile=False):
     """The same model as the project's, a plain loop: forward, cross-entropy, backward, clip, SGD."""
     torch.manual_seed(0)
-    core = build_core(kind, vocab, hidden).to(device)
+    core = build_core(kind, vocab, hidden, compile=compile).to(device)
     head = nn.Linear(output_size(core), vocab).to(device)
     params = [*core.parameters(), *head.parameters()]
     opt = torch.optim.SGD(params, lr=1.0)
@@ -121,7 +121,7 @@ class Throughput(L.Callback):
         self.rate = self.tokens / (time.perf_counter() - self.t0)
 
 
-def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp):
+def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False):
     """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -130,7 +130,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[
-            f"model={kind}", f"model.hidden_size={hidden}", f"data.batch_size={batch_size}",
+            f"model={kind}", f"model.hidden_size={hidden}", f"model.compile={compile}", f"data.batch_size={batch_size}",
             f"data.num_steps={num_steps}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
             f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "+trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
@@ -148,8 +148,14 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp):
     return meter.rate
 
 
-def median_of(fn, repeats):
-    return statistics.median(fn() for _ in range(repeats))
+def side_by_side(fns: dict, repeats: int) -> dict:
+    """Median of `repeats` runs of each function, interleaved (a, b, c, a, b, c, ...), so that drifts of
+    a shared machine (clocks, neighbours) hit every contender alike."""
+    runs = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            runs[name].append(fn())
+    return {name: statistics.median(values) for name, values in runs.items()}
 
 
 def peak_memory_mb(device):
@@ -167,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--num-steps", type=int, default=35)
     parser.add_argument("--scale", action="store_true", help="also the batch-size / hidden-size cost curve")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    parser.add_argument("--cores", nargs="*", default=None, help="only these cores (default: all six)")
+    parser.add_argument("--compile", action="store_true", help="also the scratch cores with model.compile=true")
+    parser.add_argument("--no-table", action="store_true", help="skip the per-core table (with --scale)")
     args = parser.parse_args(argv)
     dev = args.device
     import tempfile
@@ -178,18 +187,23 @@ def main(argv=None):
           f"batch={args.batch_size} num_steps={args.num_steps} {platform.processor() or platform.machine()}")
     print(f"| core | hidden | raw tok/s | project tok/s | project/raw | book-style tok/s | raw/book-style |")
     print("|---|---|---|---|---|---|---|")
-    for kind, hidden in CONFIGS:
-        raw = median_of(lambda: raw_loop(kind, hidden, batches, vocab, dev, args.seconds), args.repeats)
-        steps = max(int(raw * args.seconds / (args.batch_size * args.num_steps)), 20) + 5
-        proj = median_of(lambda: project_path(kind, hidden, args.batch_size, args.num_steps, dev, steps, tmp),
-                         args.repeats)
-        book = None
+    configs = [(k, h, c) for k, h in CONFIGS for c in ([False, True] if args.compile and "scratch" in k else [False])
+               if (not args.cores or k in args.cores) and not args.no_table]
+    for kind, hidden, comp in configs:
+        # Size the project's run like one raw repeat: the same number of tokens.
+        probe = raw_loop(kind, hidden, batches, vocab, dev, min(args.seconds, 1.0), compile=comp)
+        steps = max(int(probe * args.seconds / (args.batch_size * args.num_steps)), 20) + 5
+        fns = {"raw": lambda: raw_loop(kind, hidden, batches, vocab, dev, args.seconds, compile=comp),
+               "project": lambda: project_path(kind, hidden, args.batch_size, args.num_steps, dev, steps, tmp, comp)}
         if kind.endswith("_scratch"):
             cell = kind.split("_")[0]
-            book = median_of(lambda: book_loop(cell, hidden, batches, vocab, dev, args.seconds), args.repeats)
-        rows.append({"core": kind, "hidden": hidden, "raw": raw, "project": proj, "project_over_raw": proj / raw,
-                     "book_style": book, "raw_over_book": raw / book if book else None})
-        print(f"| {kind} | {hidden} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} | "
+            fns["book"] = lambda: book_loop(cell, hidden, batches, vocab, dev, args.seconds)
+        m = side_by_side(fns, args.repeats)
+        raw, proj, book = m["raw"], m["project"], m.get("book")
+        name = kind + (" +compile" if comp else "")
+        rows.append({"core": kind, "hidden": hidden, "compile": comp, "raw": raw, "project": proj,
+                     "project_over_raw": proj / raw, "book_style": book, "raw_over_book": raw / book if book else None})
+        print(f"| {name} | {hidden} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} | "
               + (f"{book:,.0f} | {raw / book:.2f} |" if book else "- | - |"), flush=True)
     result = {"device": dev, "batch_size": args.batch_size, "num_steps": args.num_steps, "rows": rows,
               "peak_memory_mb": peak_memory_mb(dev)}
@@ -198,9 +212,11 @@ def main(argv=None):
         print("\n| core | batch | hidden | raw tok/s | project tok/s | project/raw |\n|---|---|---|---|---|---|")
         for b, h in [(32, 256), (128, 256), (512, 256), (1024, 256), (256, 128), (256, 512), (256, 1024)]:
             bb, _ = batches_on(dev, b, 64, n=16)
-            raw = median_of(lambda: raw_loop("lstm", h, bb, vocab, dev, args.seconds), args.repeats)
-            steps = max(int(raw * args.seconds / (b * 64)), 20) + 5
-            proj = median_of(lambda: project_path("lstm", h, b, 64, dev, steps, tmp), args.repeats)
+            probe = raw_loop("lstm", h, bb, vocab, dev, min(args.seconds, 1.0))
+            steps = max(int(probe * args.seconds / (b * 64)), 20) + 5
+            m = side_by_side({"raw": lambda: raw_loop("lstm", h, bb, vocab, dev, args.seconds),
+                              "project": lambda: project_path("lstm", h, b, 64, dev, steps, tmp)}, args.repeats)
+            raw, proj = m["raw"], m["project"]
             curve.append({"batch": b, "hidden": h, "raw": raw, "project": proj})
             print(f"| lstm | {b} | {h} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} |", flush=True)
         result["scale"] = curve

@@ -83,9 +83,49 @@ def test_state_carried_across_chunks_equals_one_pass(kind):
      (dict(hidden_size=0), "model.hidden_size=0"), (dict(hidden_size=2.5), "model.hidden_size=2.5"),
      (dict(num_layers=-1), "model.num_layers=-1"), (dict(dropout=1.0), r"model.dropout=1.0.*\[0, 1\)"),
      (dict(kind="rnn", nonlinearity="gelu"), "model.nonlinearity='gelu'.*tanh, relu"),
-     (dict(bidirectional="yes"), "model.bidirectional")],
+     (dict(bidirectional="yes"), "model.bidirectional"), (dict(compile="yes"), "model.compile='yes'")],
 )
 def test_bad_core_options_name_the_option(kwargs, message):
     args = dict(kind="lstm", input_size=3, hidden_size=4) | kwargs
     with pytest.raises(ConfigError, match=message):
         build_core(**args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_compiled_scratch_core_equals_eager(kind):
+    """model.compile=true: torch.compile fuses the gate arithmetic; outputs and gradients stay the same."""
+    torch.manual_seed(0)
+    eager = build_core(kind + "_scratch", 5, 8)
+    compiled = build_core(kind + "_scratch", 5, 8, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    x = torch.randn(3, 12, 5)
+    out_e, _ = eager(x)
+    out_c, _ = compiled(x)
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
+    out_e.square().sum().backward()
+    out_c.square().sum().backward()
+    for (name, pe), pc in zip(eager.named_parameters(), compiled.parameters()):
+        torch.testing.assert_close(pc.grad, pe.grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_written_out_backward_through_time_passes_gradcheck(kind, reverse):
+    """The scratch cells' hand-written BPTT against numerical derivatives, initial state included."""
+    from rnnlab.models.scratch import _BPTT
+
+    torch.manual_seed(0)
+    cell = build_core(kind + "_scratch", 3, 4).double().cells[0]
+    xp = torch.randn(5, 2, cell.W_h.shape[1], dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(2, 4, dtype=torch.double, requires_grad=True)
+    c0 = torch.randn(2, 4, dtype=torch.double, requires_grad=True) if kind == "lstm" else None
+    steps = range(4, -1, -1) if reverse else range(5)
+
+    def run(xp, h0, c0, W_h, b_h):
+        outputs, h, c = _BPTT.apply(cell, steps, xp, h0, c0, W_h, b_h)
+        return (outputs, h) if c is None else (outputs, h, c)
+
+    W_h = cell.W_h.detach().clone().requires_grad_()
+    b_h = cell.b_h.detach().clone().requires_grad_()
+    assert torch.autograd.gradcheck(run, (xp, h0, c0, W_h, b_h))

@@ -153,5 +153,10 @@ def test_token_nll_is_token_weighted_not_a_mean_of_batch_perplexities():
     assert float(acc.perplexity()) == pytest.approx(math.exp(16 / 12))
     assert float(acc.perplexity()) != pytest.approx((math.exp(1.0) + math.exp(3.0)) / 2)
     assert acc.total.dtype == torch.float64
+    acc.update_mean(torch.tensor(2.0, dtype=torch.float32), 4)  # a training loss: mean NLL over 4 tokens
+    assert float(acc.perplexity()) == pytest.approx(math.exp(24 / 16))
+    assert isinstance(acc.count, int)  # integer counts stay on the host: no kernel per step
+    acc.update(torch.tensor(3.0), torch.tensor(1))
+    assert float(acc.perplexity()) == pytest.approx(math.exp(27 / 17))
     acc.reset()
-    assert acc.total is None
+    assert acc.total is None and acc.count == 0

@@ -121,3 +121,19 @@ def test_eval_stream_predicts_every_token_once():
     assert sorted(ys[mask].tolist()) == stream[1:].tolist()
     assert torch.equal(ys[mask], xs[mask] + 1)
     assert all(x.shape[1] <= 4 for x, _ in out)
+
+
+def test_window_loader_gathers_on_the_trainers_device():
+    """Corpus and each epoch's starts are placed once on the training device; batches are windows of it."""
+    import lightning as L
+
+    from rnnlab.data.sampling import window_loader
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    corpus = torch.arange(100)
+    loader = window_loader(corpus, "sequential", batch_size=3, num_steps=5, trainer=trainer)
+    assert loader.sampler.device == trainer.strategy.root_device
+    batches = list(loader)
+    assert len(batches) == len(loader.sampler) and batches[0][0].shape == (3, 5)
+    for x, y in batches:
+        assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y[:, -1], x[:, -1] + 1)

@@ -19,23 +19,32 @@ class TokenNLL:
 
     def __init__(self):
         self.total: Tensor | None = None
-        self.count: Tensor | None = None
+        self.count: Tensor | int = 0  # a host integer while only integer counts arrive: no kernel per update
 
     def reset(self) -> None:
-        self.total = self.count = None
+        self.total, self.count = None, 0
+
+    def _sum(self, like: Tensor) -> Tensor:
+        if self.total is None:
+            dtype = torch.float32 if like.device.type == "mps" else torch.float64
+            self.total = torch.zeros((), dtype=dtype, device=like.device)
+        return self.total
 
     def update(self, nll_sum: Tensor, count: Tensor | int) -> None:
-        if self.total is None:
-            dtype = torch.float32 if nll_sum.device.type == "mps" else torch.float64
-            self.total = torch.zeros((), dtype=dtype, device=nll_sum.device)
-            self.count = torch.zeros_like(self.total)
-        self.total += nll_sum.detach().to(self.total.dtype)
-        self.count += count
+        """Add a summed NLL over `count` tokens."""
+        self._sum(nll_sum).add_(nll_sum.detach())
+        self.count = self.count + count
+
+    def update_mean(self, mean_nll: Tensor, count: int) -> None:
+        """Add a mean NLL over `count` tokens (a training loss): one fused multiply-add on the device."""
+        self._sum(mean_nll).add_(mean_nll.detach(), alpha=count)
+        self.count = self.count + count
 
     def mean(self, reduce=None) -> Tensor:
         if self.total is None:
             return torch.tensor(float("nan"))
-        total, count = self.total, self.count
+        total = self.total
+        count = torch.as_tensor(self.count, device=total.device).to(total.dtype)
         if reduce is not None:
             total, count = reduce(total.clone(), reduce_op="sum"), reduce(count.clone(), reduce_op="sum")
         return (total / count.clamp_min(1)).float()

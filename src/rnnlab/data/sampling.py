@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rnnlab.errors import ConfigError, require_choice
 
@@ -38,8 +38,11 @@ class _WindowSampler(Sampler[Tensor]):
     max_offset: int  # offsets are drawn from [0, max_offset]
 
     def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 epoch_source: Callable[[], int] | None = None):
+                 epoch_source: Callable[[], int] | None = None, device: torch.device | str | None = None):
         self.length, self.batch_size, self.num_steps = length, batch_size, num_steps
+        # Where the yielded start positions live: the epoch's starts are copied there once, so that
+        # batches are gathered on the training device without a per-batch copy (and its host sync).
+        self.device = device
         self.seed, self.rank, self.world_size = seed, rank, world_size
         # Where to read the epoch at each iteration (the Trainer's counter): set_epoch alone is not
         # called again when Lightning resumes from a checkpoint, and the order must match the epoch.
@@ -81,7 +84,8 @@ class _WindowSampler(Sampler[Tensor]):
             self.epoch = self.epoch_source()
         g = self._generator()
         offset = int(torch.randint(0, self.max_offset + 1, (1,), generator=g))
-        return iter(self.starts(offset, g))
+        starts = self.starts(offset, g)
+        return iter(starts if self.device is None else starts.to(self.device))
 
 
 class RandomSampler(_WindowSampler):
@@ -132,7 +136,21 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
     if trainer is None:
         return cls(length, batch_size, num_steps, seed=seed)
     return cls(length, batch_size, num_steps, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size,
-               epoch_source=lambda: trainer.fit_loop.epoch_progress.current.processed)
+               epoch_source=lambda: trainer.fit_loop.epoch_progress.current.processed,
+               device=trainer.strategy.root_device)
+
+
+def window_loader(sequence: Tensor, sampling: str, batch_size: int, num_steps: int, seed: int = 0,
+                  trainer=None) -> DataLoader:
+    """Training batches of windows of `sequence`, the one way both data modules build them.
+
+    With a Trainer the sequence and each epoch's start positions sit on its device, so a batch is
+    one gather there: no per-batch host-to-device copy (a character corpus is a few MB).
+    """
+    sampler = make_sampler(sampling, len(sequence), batch_size, num_steps, seed=seed, trainer=trainer)
+    if trainer is not None:
+        sequence = sequence.to(trainer.strategy.root_device)
+    return DataLoader(WindowDataset(sequence, num_steps), sampler=sampler, batch_size=None)
 
 
 class WindowDataset(Dataset):
@@ -143,7 +161,7 @@ class WindowDataset(Dataset):
         self._span = torch.arange(num_steps + 1, device=sequence.device)
 
     def __getitem__(self, starts: Tensor) -> tuple[Tensor, Tensor]:
-        windows = self.sequence[starts.to(self.sequence.device)[:, None] + self._span]
+        windows = self.sequence[starts.to(self.sequence.device, non_blocking=True)[:, None] + self._span]
         return windows[:, :-1], windows[:, 1:]
 
     def __len__(self) -> int:
@@ -159,8 +177,8 @@ def eval_stream_batches(sequence: Tensor, batch_size: int, num_steps: int, ignor
     """
     n_pred = len(sequence) - 1
     row_len = -(-n_pred // batch_size)
-    inputs = torch.zeros(batch_size * row_len, dtype=sequence.dtype)
-    targets = torch.full((batch_size * row_len,), ignore_index, dtype=sequence.dtype)
+    inputs = torch.zeros(batch_size * row_len, dtype=sequence.dtype, device=sequence.device)
+    targets = torch.full((batch_size * row_len,), ignore_index, dtype=sequence.dtype, device=sequence.device)
     inputs[:n_pred], targets[:n_pred] = sequence[:-1], sequence[1:]
     inputs, targets = inputs.reshape(batch_size, row_len), targets.reshape(batch_size, row_len)
     return [(inputs[:, i:i + num_steps], targets[:, i:i + num_steps]) for i in range(0, row_len, num_steps)]

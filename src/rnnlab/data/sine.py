@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from rnnlab.data.sampling import SAMPLINGS, WindowDataset, make_sampler
+from rnnlab.data.sampling import SAMPLINGS, make_sampler, window_loader
 from rnnlab.errors import require, require_choice, require_positive_int
 
 
@@ -81,11 +81,8 @@ class SineDataModule(L.LightningDataModule):
             data = TensorDataset(features[: self.n_train], labels[: self.n_train])
             return DataLoader(data, batch_size=self.batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(self.seed))
-        sampler = make_sampler(self.sampling, self.n_train, self.batch_size, self.num_steps,
-                               seed=self.seed, trainer=self.trainer)
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        return DataLoader(WindowDataset(self.series[: self.n_train].to(device), self.num_steps), sampler=sampler,
-                          batch_size=None)
+        return window_loader(self.series[: self.n_train], self.sampling, self.batch_size, self.num_steps,
+                             seed=self.seed, trainer=self.trainer)
 
     def _whole_series(self) -> DataLoader:
         return DataLoader([(self.series, self.clean)], batch_size=None)

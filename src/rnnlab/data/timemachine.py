@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.sampling import SAMPLINGS, WindowDataset, eval_stream_batches, make_sampler
+from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.text import TOKENIZERS, Vocab, load_corpus
 from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
 
@@ -79,14 +79,12 @@ class TimeMachineDataModule(L.LightningDataModule):
                             seed=self.seed, trainer=self.trainer)
 
     def train_dataloader(self) -> DataLoader:
-        # The corpus lives on the training device, so every batch is one gather there: no per-batch
-        # host-to-device copy (a character corpus is a few MB even for large books).
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        windows = WindowDataset(self.train_tokens.to(device), self.num_steps)
-        return DataLoader(windows, sampler=self._make_sampler(), batch_size=None)
+        return window_loader(self.train_tokens, self.sampling, self.batch_size, self.num_steps, seed=self.seed,
+                             trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
-        batches = eval_stream_batches(self.val_tokens, self.val_batch_size, self.num_steps)
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        batches = eval_stream_batches(self.val_tokens.to(device), self.val_batch_size, self.num_steps)
         if self.trainer is not None and self.trainer.world_size > 1:
             share = -(-self.val_batch_size // self.trainer.world_size)
             rows = slice(self.trainer.global_rank * share, (self.trainer.global_rank + 1) * share)

@@ -5,21 +5,22 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-import lightning as L
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
 from rnnlab.data.text import Vocab
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, require
 from rnnlab.metrics import TokenNLL
-from rnnlab.models.cores import output_size
+from rnnlab.models.cores import output_size, recurrent_weight_names
+from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
 
-class LanguageModel(L.LightningModule):
+class LanguageModel(LeanLightningModule):
     """One-hot (or embedded) tokens -> recurrent core -> linear head -> cross-entropy.
 
     State policy follows the data: with sequential sampling (the datamodule's `continuous`) the hidden
@@ -36,8 +37,13 @@ class LanguageModel(L.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.SGD,
         scheduler: Callable | None = None,
         embedding_dim: int | None = None,
+        dropout: float = 0.0,
+        weight_drop: float = 0.0,
     ):
         super().__init__()
+        require(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "module.dropout", "must lie in [0, 1)", dropout)
+        require(isinstance(weight_drop, (int, float)) and 0 <= weight_drop < 1, "module.weight_drop",
+                "must lie in [0, 1)", weight_drop)
         self.save_hyperparameters(logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token = token
@@ -45,6 +51,13 @@ class LanguageModel(L.LightningModule):
         self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
         self.core = core(input_size=embedding_dim or self.vocab_size)
         self.head = nn.Linear(output_size(self.core), self.vocab_size)
+        # Dropout on the core's input (an embedding's output) and on its outputs before the head,
+        # as in pytorch/examples' word_language_model; the core's own dropout acts between layers.
+        self.dropout = nn.Dropout(dropout) if dropout else None
+        # DropConnect on the hidden-to-hidden weights (AWD-LSTM's weight drop): one mask per batch,
+        # shared by all time steps, so the recurrence itself is regularised; the kernels stay cuDNN's.
+        self.weight_drop = weight_drop
+        self._recurrent_weights = recurrent_weight_names(self.core) if weight_drop else []
         self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
         self.train_state, self._val_state = CarriedState(), None
         self._epoch_t0 = self._train_seconds = None
@@ -53,13 +66,22 @@ class LanguageModel(L.LightningModule):
     # model -------------------------------------------------------------------------------------
     def encode(self, tokens: Tensor) -> Tensor:
         if self.embedding is not None:
-            return self.embedding(tokens)
+            return self._drop(self.embedding(tokens))
         return F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)
+
+    def _drop(self, x: Tensor) -> Tensor:
+        return x if self.dropout is None else self.dropout(x)
 
     def forward(self, tokens: Tensor, state=None):
         """tokens (batch, time) -> logits (batch, time, vocab) and the core's final state."""
-        outputs, state = self.core(self.encode(tokens), state)
-        return self.head(outputs), state
+        x = self.encode(tokens)
+        if self.training and self._recurrent_weights:
+            params = dict(self.core.named_parameters())
+            dropped = {n: F.dropout(params[n], self.weight_drop, training=True) for n in self._recurrent_weights}
+            outputs, state = functional_call(self.core, dropped, (x, state))
+        else:
+            outputs, state = self.core(x, state)
+        return self.head(self._drop(outputs)), state
 
     # training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -73,7 +95,7 @@ class LanguageModel(L.LightningModule):
         logits, state = self(x, self.train_state.initial())
         self.train_state.keep(state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        self.train_nll.update(loss.detach() * y.numel(), y.numel())
+        self.train_nll.update_mean(loss, y.numel())
         self._train_tokens += y.numel()
         if is_logging_step(self.trainer):
             self.log("train/loss", loss, prog_bar=True)

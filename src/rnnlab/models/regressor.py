@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.cores import output_size
+from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
 
-class SequenceRegressor(L.LightningModule):
+class SequenceRegressor(LeanLightningModule):
     def __init__(
         self,
         core: Callable[..., nn.Module],

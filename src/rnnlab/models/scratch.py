@@ -24,7 +24,14 @@ from torch import Tensor, nn
 
 
 class _Cell(nn.Module):
-    """One layer in one direction: owns W_x (input -> gates), W_h (hidden -> gates) and two biases."""
+    """One layer in one direction: owns W_x (input -> gates), W_h (hidden -> gates) and two biases.
+
+    A cell states its equations twice: `step` for autograd (what torch.compile traces and fuses),
+    and `forward_through_time` / `backward_through_time`, backpropagation through time written
+    out (`_BPTT`). The written-out backward does per step only what depends on the step before:
+    the gradients of W_h and b_h become one matmul and one sum over all steps at the end, where
+    autograd would compute and accumulate a small weight gradient at every step.
+    """
 
     num_gates = 1
 
@@ -47,14 +54,55 @@ class _Cell(nn.Module):
     def step(self, xp: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
         raise NotImplementedError
 
+    def forward_through_time(self, xp, h, c, W_h, b_h, order, save: bool):
+        """Run the steps in `order`; return outputs (T, B, H), final h and c, and what backward needs."""
+        raise NotImplementedError
+
+    def backward_through_time(self, saved, W_h, d_out, dh, dc, order):
+        """Gradients of xp, h0, c0, W_h, b_h from those of the outputs and the final state."""
+        raise NotImplementedError
+
+
+def _previous(states: Tensor, first: Tensor, order: range) -> Tensor:
+    """The state each step started from, for all steps at once: `states` shifted by one in `order`."""
+    if order.step > 0:
+        return torch.cat([first[None], states[:-1]])
+    return torch.cat([states[1:], first[None]])
+
+
+def _weight_grads(h_prev: Tensor, d_hp: Tensor) -> tuple[Tensor, Tensor]:
+    """dW_h and db_h over all steps at once: one (H x T*B) @ (T*B x gates*H) matmul and one sum."""
+    return h_prev.flatten(0, 1).T @ d_hp.flatten(0, 1), d_hp.sum((0, 1))
+
 
 class RNNCell(_Cell):
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh"):
         super().__init__(input_size, hidden_size)
+        self.nonlinearity = nonlinearity
         self.phi = torch.tanh if nonlinearity == "tanh" else torch.relu
+
+    def _phi_into(self, a: Tensor, out: Tensor) -> Tensor:
+        return torch.tanh(a, out=out) if self.nonlinearity == "tanh" else torch.clamp(a, min=0, out=out)
 
     def step(self, xp, h, c):
         return self.phi(xp + torch.addmm(self.b_h, h, self.W_h)), None
+
+    def forward_through_time(self, xp, h, c, W_h, b_h, order, save):
+        h0, xpb, outputs = h, xp + b_h, torch.empty_like(xp)
+        for t in order:
+            h = self._phi_into(torch.addmm(xpb[t], h, W_h), outputs[t])
+        if not save:
+            return outputs, h, None, None
+        dphi = 1 - outputs * outputs if self.nonlinearity == "tanh" else (outputs > 0).to(outputs.dtype)
+        return outputs, h, None, (_previous(outputs, h0, order), dphi)
+
+    def backward_through_time(self, saved, W_h, d_out, dh, dc, order):
+        h_prev, dphi = saved
+        d_a = torch.empty_like(d_out)  # gradient of the pre-activation, = of xp and of h W_h + b_h
+        for t in reversed(order):
+            d_a[t] = (d_out[t] + dh) * dphi[t]
+            dh = d_a[t] @ W_h.T
+        return (d_a, dh, None, *_weight_grads(h_prev, d_a))
 
 
 class GRUCell(_Cell):
@@ -68,6 +116,37 @@ class GRUCell(_Cell):
         n = torch.tanh(xn + r * hn)
         return (1 - z) * n + z * h, None
 
+    def forward_through_time(self, xp, h, c, W_h, b_h, order, save):
+        T, B, H = xp.shape[0], xp.shape[1], self.hidden_size
+        h0, outputs = h, xp.new_empty(T, B, H)
+        rz, n_all, hn_all = xp.new_empty(T, B, 2 * H), xp.new_empty(T, B, H), xp.new_empty(T, B, H)
+        for t in order:
+            hp = torch.addmm(b_h, h, W_h)
+            gates = torch.sigmoid(xp[t, :, :2 * H] + hp[:, :2 * H], out=rz[t])
+            r, z = gates[:, :H], gates[:, H:]
+            hn = hn_all[t].copy_(hp[:, 2 * H:])
+            n = torch.tanh(torch.addcmul(xp[t, :, 2 * H:], r, hn), out=n_all[t])
+            h = torch.addcmul(n, z, h - n, out=outputs[t])  # (1 - z) * n + z * h
+        return outputs, h, None, (_previous(outputs, h0, order), rz, n_all, hn_all) if save else None
+
+    def backward_through_time(self, saved, W_h, d_out, dh, dc, order):
+        h_prev, rz, n, hn = saved
+        H = self.hidden_size
+        r, z = rz[..., :H], rz[..., H:]
+        # Factors that do not depend on later steps, for all steps at once: d(pre-activation) = dh * k.
+        k_n = (1 - z) * (1 - n * n)
+        k_z = (h_prev - n) * z * (1 - z)
+        k_r = k_n * hn * r * (1 - r)
+        k_hp = torch.cat([k_r, k_z, k_n * r], -1)  # for h W_h + b_h: the reset gate scales its n part
+        d_hp, d_h_all = torch.empty_like(k_hp), torch.empty_like(d_out)
+        for t in reversed(order):
+            dh = d_out[t] + dh
+            d_h_all[t] = dh
+            torch.mul(dh.repeat(1, 3), k_hp[t], out=d_hp[t])
+            dh = torch.addmm(dh * z[t], d_hp[t], W_h.T)
+        d_xp = d_h_all.repeat(1, 1, 3) * torch.cat([k_r, k_z, k_n], -1)
+        return (d_xp, dh, None, *_weight_grads(h_prev, d_hp))
+
 
 class LSTMCell(_Cell):
     num_gates = 4
@@ -76,6 +155,54 @@ class LSTMCell(_Cell):
         i, f, g, o = (xp + torch.addmm(self.b_h, h, self.W_h)).chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
+
+    def forward_through_time(self, xp, h, c, W_h, b_h, order, save):
+        T, B, H = xp.shape[0], xp.shape[1], self.hidden_size
+        h0, c0, xpb = h, c, xp + b_h
+        outputs, cells, tanh_c = xp.new_empty(T, B, H), xp.new_empty(T, B, H), xp.new_empty(T, B, H)
+        acts = torch.empty_like(xp)  # sigmoid(i), sigmoid(f), tanh(g), sigmoid(o)
+        for t in order:
+            gates = torch.addmm(xpb[t], h, W_h)
+            a = torch.sigmoid(gates, out=acts[t])
+            torch.tanh(gates[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
+            i, f, g, o = a.chunk(4, -1)
+            c = torch.addcmul(f * c, i, g, out=cells[t])
+            h = torch.mul(o, torch.tanh(c, out=tanh_c[t]), out=outputs[t])
+        if not save:
+            return outputs, h, c, None
+        return outputs, h, c, (_previous(outputs, h0, order), _previous(cells, c0, order), acts, tanh_c)
+
+    def backward_through_time(self, saved, W_h, d_out, dh, dc, order):
+        h_prev, c_prev, acts, tanh_c = saved
+        i, f, g, o = acts.chunk(4, -1)
+        # d(pre-activations) = (dc, dc, dc, dh) * k, with k fixed by the forward pass: all steps at once.
+        k = torch.cat([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tanh_c * o * (1 - o)], -1)
+        dc_from_h = o * (1 - tanh_c * tanh_c)
+        d_gates = torch.empty_like(k)
+        for t in reversed(order):
+            dh = d_out[t] + dh
+            dc = torch.addcmul(dc, dh, dc_from_h[t])
+            torch.mul(torch.cat([dc, dc, dc, dh], -1), k[t], out=d_gates[t])
+            dc = dc * f[t]
+            dh = d_gates[t] @ W_h.T
+        return (d_gates, dh, dc, *_weight_grads(h_prev, d_gates))
+
+
+class _BPTT(torch.autograd.Function):
+    """One layer in one direction over all time steps, with the cell's written-out backward."""
+
+    @staticmethod
+    def forward(ctx, cell, order, xp, h0, c0, W_h, b_h):
+        outputs, h, c, saved = cell.forward_through_time(xp, h0, c0, W_h, b_h, order, save=True)
+        ctx.cell, ctx.order, ctx.saved = cell, order, saved
+        ctx.save_for_backward(W_h)
+        return outputs, h, c
+
+    @staticmethod
+    def backward(ctx, d_out, dh, dc):
+        (W_h,) = ctx.saved_tensors
+        d_xp, dh0, dc0, d_W_h, d_b_h = ctx.cell.backward_through_time(ctx.saved, W_h, d_out, dh, dc, ctx.order)
+        return None, None, d_xp, dh0, dc0, d_W_h, d_b_h
 
 
 class _ScratchRecurrent(nn.Module):
@@ -99,15 +226,21 @@ class _ScratchRecurrent(nn.Module):
         )
 
     def _run_direction(self, cell: _Cell, x: Tensor, h: Tensor, c: Tensor | None, reverse: bool):
-        # unbind, not xp[t]: the backward of one unbind is one stack, while indexing step by step
-        # would allocate a zero gradient of the whole sequence for every step.
-        xps = cell.project_inputs(x).unbind(0)
+        xp = cell.project_inputs(x)
         steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
-        outputs = [None] * x.shape[0]
-        for t in steps:
-            h, c = cell.step(xps[t], h, c)
-            outputs[t] = h
-        return torch.stack(outputs), h, c
+        if torch.compiler.is_compiling():
+            # Under torch.compile, autograd's per-step graph is what gets traced and fused. unbind, not
+            # xp[t]: the backward of one unbind is one stack, while indexing step by step would
+            # allocate a zero gradient of the whole sequence for every step.
+            xps, outputs = xp.unbind(0), [None] * x.shape[0]
+            for t in steps:
+                h, c = cell.step(xps[t], h, c)
+                outputs[t] = h
+            return torch.stack(outputs), h, c
+        if torch.is_grad_enabled():
+            return _BPTT.apply(cell, steps, xp, h, c, cell.W_h, cell.b_h)
+        outputs, h, c, _ = cell.forward_through_time(xp, h, c, cell.W_h, cell.b_h, steps, save=False)
+        return outputs, h, c
 
     def forward(self, x: Tensor, state=None):
         x = x.transpose(0, 1)  # time-major inside: each step reads a contiguous slice

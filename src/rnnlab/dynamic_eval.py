@@ -1,0 +1,90 @@
+"""Dynamic evaluation (Krause et al., 2018): adapt a trained language model to the held-out stream as it reads it.
+
+The stream is read in order as one sequence, in segments of `segment_len` tokens. Each segment is
+scored first, with the weights adapted on the segments before it only, and then one SGD step on
+that segment's loss moves the weights, pulled back towards the trained weights by `decay`. No token
+is seen before it is predicted, so the perplexity stays an honest held-out figure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+from torch.nn import functional as F
+
+from rnnlab.models.cores import detach_state
+
+
+def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:
+    """Summed NLL of each segment of `tokens` (1-D) under `model` adapted online, float64 on the model's device.
+
+    The model is adapted in place and restored afterwards (weights and train/eval mode); a deep copy
+    of a LightningModule would also copy the Trainer it points to.
+    """
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    model.eval()  # no dropout: adaptation follows the data, not the training noise
+    params = [p for p in model.parameters() if p.requires_grad]
+    trained = [p.detach().clone() for p in params] if decay else None
+    stream = tokens.to(params[0].device)[None]
+    sums, state = [], None
+    try:
+        with torch.set_grad_enabled(lr > 0):
+            for start in range(0, stream.shape[1] - 1, segment_len):
+                y = stream[:, start + 1:start + 1 + segment_len]
+                x = stream[:, start:start + y.shape[1]]
+                logits, state = model(x, state)
+                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
+                sums.append(loss.detach().double())  # scored before the weights see these tokens
+                state = detach_state(state)
+                if lr > 0:
+                    model.zero_grad(set_to_none=True)
+                    (loss / y.numel()).backward()
+                    with torch.no_grad():
+                        used = [p for p in params if p.grad is not None]
+                        torch._foreach_add_(used, [p.grad for p in used], alpha=-lr)
+                        if decay:
+                            torch._foreach_lerp_(params, trained, decay)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved)
+        model.train(was_training)
+    return torch.stack(sums)
+
+
+def dynamic_perplexity(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> float:
+    """Perplexity of `tokens` under dynamic evaluation; with lr=0, the plain perplexity of the stream read in order."""
+    return math.exp(dynamic_nll(model, tokens, segment_len, lr, decay).sum().item() / (len(tokens) - 1))
+
+
+class DynamicEvaluation(L.Callback):
+    """After training, score the held-out stream of the best checkpoint's weights read in order as one
+    stream: `val/ppl_stream` as they are, and `val/ppl_dynamic` under dynamic evaluation."""
+
+    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
+        self.segment_len, self.lr, self.decay = segment_len, lr, decay
+
+    def summary(self, trainer, pl_module) -> dict:
+        if not trainer.is_global_zero:
+            return {}
+        tokens = trainer.datamodule.val_tokens
+        current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)
+            pl_module.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
+        try:
+            result = {
+                "val/ppl_stream": dynamic_perplexity(pl_module, tokens, self.segment_len, lr=0.0),
+                "val/ppl_dynamic": dynamic_perplexity(pl_module, tokens, self.segment_len, self.lr, self.decay),
+            }
+        finally:
+            pl_module.load_state_dict(current)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                for name, value in result.items():
+                    logger.experiment.add_scalar(name, value, trainer.global_step)
+        return result
