@@ -12,7 +12,8 @@ The equations (d2l 9.4 / 10.1 / 10.2), with all gates of a step stacked in one m
           r = sigmoid(.), z = sigmoid(.), n = tanh(n_x + r * n_h);  h_t = (1 - z) * n + z * h_{t-1}
 The GRU applies the reset gate after the hidden matmul, as cuDNN and torch.nn.GRU do; the book's
 variant applies it before. Speed: the input projection of all time steps is one matmul, and each
-step is one matmul for all gates; only the recurrence is a Python loop.
+step is one matmul for all gates; only the recurrence is a Python loop. Training runs the cells'
+written-out backpropagation through time (d2l 9.7), checked against autograd by gradcheck.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ class _Cell(nn.Module):
 
     A cell states its equations twice: `step` for autograd (what torch.compile traces and fuses),
     and `forward_through_time` / `backward_through_time`, backpropagation through time written
-    out (`_BPTT`). The written-out backward does per step only what depends on the step before:
-    the gradients of W_h and b_h become one matmul and one sum over all steps at the end, where
-    autograd would compute and accumulate a small weight gradient at every step.
+    out (`_BPTT`). Going backwards, the written-out backward does per step only what depends on the
+    step after it. The factors fixed by the forward pass are computed for all steps at once, and
+    the gradients of W_h and b_h become one matmul and one sum over all steps at the end. Autograd
+    would compute and accumulate a small weight gradient at every step.
     """
 
     num_gates = 1
@@ -199,6 +201,7 @@ class _BPTT(torch.autograd.Function):
         return outputs, h, c
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # a written-out first derivative: no double backward
     def backward(ctx, d_out, dh, dc):
         (W_h,) = ctx.saved_tensors
         d_xp, dh0, dc0, d_W_h, d_b_h = ctx.cell.backward_through_time(ctx.saved, W_h, d_out, dh, dc, ctx.order)
