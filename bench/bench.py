@@ -2,9 +2,10 @@
 this project's real path (Trainer.fit on the DataModule, Hydra-composed config, logging on).
 
     python bench/bench.py                     # CPU, the six cores at the book's settings
-    python bench/bench.py --device cuda --scale   # on a GPU, plus the batch/hidden-size cost curve
-Prints tables of tokens/s (median of repeats after warm-up) with the ratios project/raw and
-scratch/book-style, and writes the same as JSON (--out). Not part of the test suite.
+    python bench/bench.py --device cuda --compile --scale   # a GPU; scratch cores also compiled;
+                                                            # plus the batch/hidden-size cost curve
+Prints tables of tokens/s (median of interleaved repeats after warm-up) with the ratios project/raw
+and scratch/book-style, and writes the same as JSON (--out). Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def main(argv=None):
     rows = []
     print(f"device={dev} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"batch={args.batch_size} num_steps={args.num_steps} {platform.processor() or platform.machine()}")
-    print(f"| core | hidden | raw tok/s | project tok/s | project/raw | book-style tok/s | raw/book-style |")
+    print("| core | hidden | raw tok/s | project tok/s | project/raw | book-style tok/s | raw/book-style |")
     print("|---|---|---|---|---|---|---|")
     configs = [(k, h, c) for k, h in CONFIGS for c in ([False, True] if args.compile and "scratch" in k else [False])
                if (not args.cores or k in args.cores) and not args.no_table]
