@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from rnnlab.metrics import finite_or_none
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
+# Training batches are gathered on the training device from a corpus already there
+# (rnnlab.data.sampling.window_loader): Lightning's advice to add DataLoader workers does not apply.
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 def build(node: DictConfig, name: str = "", **kwargs) -> Any:
