@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -85,6 +86,9 @@ def test_added_unknown_key_is_named_with_the_allowed_ones(make_cfg, capsys):
     ("model.num_layers=0", "model.num_layers=0 is invalid"),
     ("model.hidden_size=1.5", "model.hidden_size=1.5 is invalid"),
     ("model.dropout=-0.1", "model.dropout=-0.1 is invalid: must lie in [0, 1)"),
+    ("model.compile=yes", "model.compile='yes' is invalid: must be true or false"),
+    ("module.dropout=1.0", "module.dropout=1.0 is invalid: must lie in [0, 1)"),
+    ("module.weight_drop=-0.1", "module.weight_drop=-0.1 is invalid"),
     ("data.val_fraction=1.0", "data.val_fraction=1.0 is invalid: must lie strictly between 0 and 1"),
     ("data.val_fraction=0", "data.val_fraction=0 is invalid"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid: must be a positive integer"),
@@ -98,6 +102,21 @@ def test_bad_values_end_with_one_line_naming_the_option(make_cfg, capsys, overri
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("callbacks.dynamic_eval.segment_len=0", "callbacks.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
+    ("callbacks.dynamic_eval.lr=-1", "callbacks.dynamic_eval.lr=-1 is invalid: must be a number >= 0"),
+    ("callbacks.dynamic_eval.decay=2", "callbacks.dynamic_eval.decay=2 is invalid: must lie in [0, 1]"),
+])
+def test_bad_dynamic_evaluation_options_end_with_one_line(make_cfg, capsys, override, message):
+    cfg = make_cfg("experiment=best_char_lm", "model.hidden_size=8", "model.num_layers=2", override)
+    with pytest.raises(SystemExit) as info:
+        main_task(cfg)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()  # nothing trained, nothing passed off
 
 
 def test_binary_corpus_and_directory(make_cfg, capsys, tmp_path):

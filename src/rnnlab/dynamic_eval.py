@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.nn import functional as F
 
+from rnnlab.errors import require, require_positive_int
 from rnnlab.models.cores import detach_state
 
 
@@ -66,6 +67,10 @@ class DynamicEvaluation(L.Callback):
     stream: `val/ppl_stream` as they are, and `val/ppl_dynamic` under dynamic evaluation."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
+        require_positive_int("callbacks.dynamic_eval.segment_len", segment_len)
+        require(isinstance(lr, (int, float)) and lr >= 0, "callbacks.dynamic_eval.lr", "must be a number >= 0", lr)
+        require(isinstance(decay, (int, float)) and 0 <= decay <= 1, "callbacks.dynamic_eval.decay",
+                "must lie in [0, 1]", decay)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def summary(self, trainer, pl_module) -> dict:

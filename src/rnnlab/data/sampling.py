@@ -161,7 +161,7 @@ class WindowDataset(Dataset):
         self._span = torch.arange(num_steps + 1, device=sequence.device)
 
     def __getitem__(self, starts: Tensor) -> tuple[Tensor, Tensor]:
-        windows = self.sequence[starts.to(self.sequence.device, non_blocking=True)[:, None] + self._span]
+        windows = self.sequence[starts.to(self.sequence.device)[:, None] + self._span]
         return windows[:, :-1], windows[:, 1:]
 
     def __len__(self) -> int:

@@ -61,7 +61,6 @@ class LanguageModel(LeanLightningModule):
         self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
         self.train_state, self._val_state = CarriedState(), None
         self._epoch_t0 = self._train_seconds = None
-        self._train_tokens = 0
 
     # model -------------------------------------------------------------------------------------
     def encode(self, tokens: Tensor) -> Tensor:
@@ -76,8 +75,8 @@ class LanguageModel(LeanLightningModule):
         """tokens (batch, time) -> logits (batch, time, vocab) and the core's final state."""
         x = self.encode(tokens)
         if self.training and self._recurrent_weights:
-            params = dict(self.core.named_parameters())
-            dropped = {n: F.dropout(params[n], self.weight_drop, training=True) for n in self._recurrent_weights}
+            dropped = {n: F.dropout(self.core.get_parameter(n), self.weight_drop, training=True)
+                       for n in self._recurrent_weights}
             outputs, state = functional_call(self.core, dropped, (x, state))
         else:
             outputs, state = self.core(x, state)
@@ -87,7 +86,7 @@ class LanguageModel(LeanLightningModule):
     def on_train_epoch_start(self) -> None:
         self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
         self.train_nll.reset()
-        self._train_tokens, self._train_seconds = 0, None
+        self._train_seconds = None
         self._epoch_t0 = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
@@ -96,7 +95,6 @@ class LanguageModel(LeanLightningModule):
         self.train_state.keep(state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.train_nll.update_mean(loss, y.numel())
-        self._train_tokens += y.numel()
         if is_logging_step(self.trainer):
             self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -123,7 +121,7 @@ class LanguageModel(LeanLightningModule):
         self._freeze_train_time()
         # Already reduced over processes; sync_dist averages identical values (one all-reduce per epoch).
         self.log("train/ppl", self.train_nll.perplexity(self.trainer.strategy.reduce), sync_dist=True)
-        tokens = self._train_tokens * self.trainer.world_size
+        tokens = self.train_nll.count * self.trainer.world_size  # tokens of this epoch's steps, a host int
         self.log("train/tokens_per_s", tokens / max(self._train_seconds, 1e-9), sync_dist=True)
 
     # validation --------------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import lightning as L
 
-# Lightning sets `_current_fx_name` around every hook it calls (about 45 times per training step)
-# and our modules keep plain counters; nn.Module.__setattr__ would check each against parameters,
-# buffers and submodules (several microseconds a time, a visible share of a small model's step).
-_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_tokens"})
+# Lightning sets `_current_fx_name` around every hook it calls (about 45 times per training step);
+# nn.Module.__setattr__ would check each against parameters, buffers and submodules (several
+# microseconds a time, a visible share of a small model's step).
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 
 
 class LeanLightningModule(L.LightningModule):
