@@ -46,7 +46,7 @@ def compose_config(output_dir: Path, *overrides: str, tiny: bool = True, fast: b
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    def make(*overrides: str, tiny: bool = True):
-        return compose_config(tmp_path / "run", *overrides, tiny=tiny)
+    def make(*overrides: str, tiny: bool = True, fast: bool = True):
+        return compose_config(tmp_path / "run", *overrides, tiny=tiny, fast=fast)
 
     return make

@@ -36,6 +36,10 @@ METRICS_FILE = "metrics.json"
 # Training batches are gathered on the training device from a corpus already there
 # (rnnlab.data.sampling.window_loader): Lightning's advice to add DataLoader workers does not apply.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+# With check_val_every_n_epoch > 1 the end-of-epoch checkpoint runs before the first validation has
+# logged the monitored metric; Lightning warns then, and raises by itself if it is still missing
+# after a validation (a misnamed metric), so the early warning only misleads.
+warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics.*")
 
 
 def build(node: DictConfig, name: str = "", **kwargs) -> Any:

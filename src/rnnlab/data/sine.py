@@ -33,7 +33,7 @@ def feature_label_pairs(series: torch.Tensor, tau: int) -> tuple[torch.Tensor, t
 class SineDataModule(L.LightningDataModule):
     def __init__(self, T: int = 1000, noise: float = 0.2, n_train: int = 600, tau: int = 4,
                  batch_size: int = 16, num_steps: int = 32, sampling: str = "random", eval_context: int | None = 64,
-                 seed: int = 0):
+                 mirror: bool = False, seed: int = 0):
         super().__init__()
         require_positive_int("data.T", T)
         require(isinstance(noise, (int, float)) and noise >= 0, "data.noise", "must be >= 0", noise)
@@ -48,7 +48,9 @@ class SineDataModule(L.LightningDataModule):
         require_choice("data.sampling", sampling, SAMPLINGS)
         if eval_context is not None:
             require_positive_int("data.eval_context", eval_context)
+        require(isinstance(mirror, bool), "data.mirror", "must be true or false", mirror)
         self.save_hyperparameters(logger=False)
+        self.mirror = mirror
         self.T, self.noise, self.n_train, self.tau = T, float(noise), n_train, tau
         self.batch_size, self.num_steps, self.sampling, self.seed = batch_size, num_steps, sampling, seed
         # Evaluation context of a recurrent core: the last eval_context observations, or (null) the whole
@@ -83,6 +85,15 @@ class SineDataModule(L.LightningDataModule):
                               generator=torch.Generator().manual_seed(self.seed))
         return window_loader(self.series[: self.n_train], self.sampling, self.batch_size, self.num_steps,
                              seed=self.seed, trainer=self.trainer)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """With `mirror`, every training batch also holds its negation, on the device: the series is
+        symmetric in sign (-sin(u) = sin(u + pi), zero-mean noise), so the mirror shows the model the
+        half-period that 600 points from a cold start leave unseen (the rise through zero, the peak
+        after warm-up). Sequential streams stay continuous: row i + batch_size mirrors row i."""
+        if self.mirror and self.trainer is not None and self.trainer.training:
+            return tuple(torch.cat([part, -part]) for part in batch)
+        return batch
 
     def _whole_series(self) -> DataLoader:
         return DataLoader([(self.series, self.clean)], batch_size=None)
