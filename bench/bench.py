@@ -122,8 +122,9 @@ class Throughput(L.Callback):
         self.rate = self.tokens / (time.perf_counter() - self.t0)
 
 
-def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False):
-    """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on."""
+def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False, bare=False):
+    """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on.
+    `bare`: without the configured callbacks and logger, to tell Lightning's own loop from what they add."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
@@ -142,9 +143,10 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     dm.setup("fit")
     module = instantiate(cfg.module, **dm.module_kwargs())
     meter = Throughput(warmup=5)
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [meter]
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, enable_checkpointing=False)
+    callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]
+    callbacks.append(meter)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)
     return meter.rate
 

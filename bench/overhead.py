@@ -1,0 +1,81 @@
+"""Where the project's per-step overhead comes from: the model code or the Trainer around it.
+
+    python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256]
+Three loops side by side on the same batches (median of interleaved repeats, as bench.py):
+1. raw: bench.py's raw loop (its own core and head);
+2. module: the project's LanguageModel (one-hot, carried state, running NLL), driven by a plain
+   loop: its training-step code, cross-entropy, backward, clip, SGD, no Trainer;
+3. bare Trainer: the project path without the configured callbacks and logger;
+4. project: bench.py's project path (Trainer.fit, Hydra config, callbacks, logger).
+module/raw near 1 means the model code costs nothing; bare - module (ms per step) is Lightning's
+own loop, project - bare what our callbacks and the logger add. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from functools import partial
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench import batches_on, project_path, raw_loop, side_by_side, timed
+from rnnlab.data import TimeMachineDataModule
+from rnnlab.models import LanguageModel, build_core
+
+
+def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
+    """LanguageModel's own forward, state carrying and NLL update, in a loop without a Trainer."""
+    torch.manual_seed(0)
+    model = LanguageModel(core=partial(build_core, kind, hidden_size=hidden), vocab=vocab_tokens).to(device)
+    model.train_state.reset(carry=True)
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=1.0)
+
+    def step(x, y):
+        logits, state = model(x, model.train_state.initial())
+        model.train_state.keep(state)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        model.train_nll.update_mean(loss, y.numel())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return timed(step, batches, device, seconds)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--core", default="rnn")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    B, T, dev = 32, 35, args.device
+    batches, vocab = batches_on(dev, B, T)
+    dm = TimeMachineDataModule(batch_size=B, num_steps=T)
+    dm.setup("fit")
+    probe = raw_loop(args.core, args.hidden, batches, vocab, dev, 1.0)
+    steps = max(int(probe * args.seconds / (B * T)), 20) + 5
+    tmp = tempfile.mkdtemp()
+    m = side_by_side({
+        "raw": lambda: raw_loop(args.core, args.hidden, batches, vocab, dev, args.seconds),
+        "module": lambda: module_loop(args.core, args.hidden, batches, dm.vocab.idx_to_token, dev, args.seconds),
+        "bare Trainer": lambda: project_path(args.core, args.hidden, B, T, dev, steps, tmp, bare=True),
+        "project": lambda: project_path(args.core, args.hidden, B, T, dev, steps, tmp),
+    }, args.repeats)
+    ms = {name: B * T / rate * 1e3 for name, rate in m.items()}
+    print(f"device={dev} core={args.core} hidden={args.hidden} batch={B} num_steps={T}")
+    print("| loop | tok/s | ms/step | / raw |\n|---|---|---|---|")
+    for name in m:
+        print(f"| {name} | {m[name]:,.0f} | {ms[name]:.3f} | {m[name] / m['raw']:.3f} |")
+    print(f"Lightning's loop adds {ms['bare Trainer'] - ms['module']:.3f} ms per step, "
+          f"our callbacks and the logger {ms['project'] - ms['bare Trainer']:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
