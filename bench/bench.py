@@ -5,7 +5,8 @@ this project's real path (Trainer.fit on the DataModule, Hydra-composed config, 
     python bench/bench.py --device cuda --compile --scale   # a GPU; scratch cores also compiled;
                                                             # plus the batch/hidden-size cost curve
 Prints tables of tokens/s (median of interleaved repeats after warm-up) with the ratios project/raw,
-raw/book-style and project/book-style (for the scratch cores), and writes the same as JSON (--out). Not part of the test suite.
+raw/book-style and project/book-style (for the scratch cores), and writes the same as JSON (--out).
+Not part of the test suite.
 """
 
 from __future__ import annotations

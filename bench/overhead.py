@@ -3,8 +3,8 @@
     python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256]
 Three loops side by side on the same batches (median of interleaved repeats, as bench.py):
 1. raw: bench.py's raw loop (its own core and head);
-2. module: the project's LanguageModel (one-hot, carried state, running NLL), driven by a plain
-   loop: its training-step code, cross-entropy, backward, clip, SGD, no Trainer;
+2. module: the project's LanguageModel.training_step (one-hot, carried state, cross-entropy,
+   running NLL) driven by a plain loop: backward, clip, SGD, no Trainer loop;
 3. bare Trainer: the project path without the configured callbacks and logger;
 4. project: bench.py's project path (Trainer.fit, Hydra config, callbacks, logger).
 module/raw near 1 means the model code costs nothing; bare - module (ms per step) is Lightning's
@@ -17,9 +17,9 @@ import argparse
 import tempfile
 from functools import partial
 
+import lightning as L
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bench import batches_on, project_path, raw_loop, side_by_side, timed
 from rnnlab.data import TimeMachineDataModule
@@ -27,18 +27,21 @@ from rnnlab.models import LanguageModel, build_core
 
 
 def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
-    """LanguageModel's own forward, state carrying and NLL update, in a loop without a Trainer."""
+    """LanguageModel.training_step itself (one-hot, carried state, running NLL) in a plain loop.
+
+    The module is attached to an idle Trainer only so that training_step can ask it whether this is
+    a logging step (it never is: the Trainer does not run, its step counter stays at 0).
+    """
     torch.manual_seed(0)
     model = LanguageModel(core=partial(build_core, kind, hidden_size=hidden), vocab=vocab_tokens).to(device)
+    model.trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                              enable_model_summary=False)
     model.train_state.reset(carry=True)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=1.0)
 
     def step(x, y):
-        logits, state = model(x, model.train_state.initial())
-        model.train_state.keep(state)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        model.train_nll.update_mean(loss, y.numel())
+        loss = model.training_step((x, y), 0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
