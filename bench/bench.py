@@ -123,9 +123,10 @@ class Throughput(L.Callback):
         self.rate = self.tokens / (time.perf_counter() - self.t0)
 
 
-def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False, bare=False):
+def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False, bare=False, extra=()):
     """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on.
-    `bare`: without the configured callbacks and logger, to tell Lightning's own loop from what they add."""
+    `bare`: without the configured callbacks and logger, to tell Lightning's own loop from what they add;
+    `extra`: more callbacks (diagnostics)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
@@ -146,7 +147,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     meter = Throughput(warmup=5)
     callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]
-    callbacks.append(meter)
+    callbacks += [meter, *extra]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)
     return meter.rate

@@ -64,3 +64,66 @@ def test_training_batches_are_gathered_on_the_gpu():
     assert x.is_cuda and y.is_cuda and x.shape == (4, 8)
     vx, vy = next(iter(dm.val_dataloader()))
     assert vx.is_cuda and vy.is_cuda
+
+
+def test_training_steps_do_not_wait_for_the_gpu(make_cfg):
+    """No host sync inside or between training steps, away from logging steps and epoch ends, with the
+    configured callbacks, logger and progress bar (refreshed every step): metrics stay on the device."""
+    import warnings
+
+    import lightning as L
+    from hydra.utils import instantiate
+
+    class Watch(L.Callback):
+        def __init__(self):
+            self.syncs, self.active = 0, False
+
+        def on_train_batch_start(self, trainer, *args):
+            self.active = 3 <= trainer.global_step < 40  # no logging step (every 1000), no epoch end
+
+        def on_train_end(self, *args):
+            self.active = False
+
+    cfg = make_cfg("trainer.accelerator=gpu", "data.max_tokens=100000", "data.batch_size=16", "data.num_steps=16",
+                   "trainer.max_steps=45", "trainer.log_every_n_steps=1000", "trainer.enable_progress_bar=true",
+                   "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar,refresh_rate:1}", "+trainer.limit_val_batches=0")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.module, **dm.module_kwargs())
+    watch = Watch()
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + [watch]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()])
+    show = warnings.showwarning
+
+    def count(message, *args, **kwargs):
+        if "synchronizing" in str(message) and watch.active:
+            watch.syncs += 1
+
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = count
+            trainer.fit(module, datamodule=dm)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        warnings.showwarning = show
+    assert trainer.global_step == 45
+    assert watch.syncs == 0
+
+
+def test_dynamic_evaluation_adapts_a_cudnn_lstm():
+    """cuDNN computes an RNN's backward pass only in training mode: dynamic evaluation keeps the core
+    there with its dropout off, and adapting to a repetitive stream pays off."""
+    from functools import partial
+
+    from rnnlab.dynamic_eval import dynamic_perplexity
+    from rnnlab.models import LanguageModel, build_core
+
+    torch.manual_seed(0)
+    m = LanguageModel(core=partial(build_core, "lstm", hidden_size=16, num_layers=2, dropout=0.5),
+                      vocab=list(" abcdefgh")).cuda()
+    repetitive = torch.tensor([1, 2, 3, 4, 5] * 60)
+    static = dynamic_perplexity(m, repetitive, segment_len=20, lr=0.0)
+    assert dynamic_perplexity(m, repetitive, segment_len=20, lr=2.0) < 0.7 * static
+    assert m.core.dropout == 0.5

@@ -160,3 +160,24 @@ def test_token_nll_is_token_weighted_not_a_mean_of_batch_perplexities():
     assert float(acc.perplexity()) == pytest.approx(math.exp(27 / 17))
     acc.reset()
     assert acc.total is None and acc.count == 0
+
+
+def test_progress_bar_shows_the_last_logged_training_loss(make_cfg):
+    """train/loss is not a prog_bar metric (Lightning would read it on every step); the bar shows the
+    value last logged, read when it changes."""
+    from hydra.utils import instantiate
+
+    from rnnlab.callbacks import ProgressBar
+
+    cfg = make_cfg("trainer.max_steps=7", "trainer.log_every_n_steps=3", "+trainer.limit_val_batches=0",
+                   "trainer.enable_progress_bar=true", "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar}")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    module = instantiate(cfg.module, **dm.module_kwargs())
+    bar = instantiate(cfg.callbacks.progress_bar)
+    trainer = instantiate(cfg.trainer, callbacks=[bar], logger=False, enable_checkpointing=False)
+    trainer.fit(module, datamodule=dm)
+    assert isinstance(bar, ProgressBar)
+    assert "train/loss" not in trainer.progress_bar_metrics
+    logged = trainer.logged_metrics["train/loss"]  # from step 6, the last logging step
+    assert bar.get_metrics(trainer, module)["train/loss"] == float(logged)

@@ -103,3 +103,13 @@ def test_best_char_lm_preset_runs_end_to_end_small(make_cfg):
     assert metrics["val/ppl_stream"] == pytest.approx(metrics["best/val/ppl"], rel=0.05)
     ckpt = torch.load(metrics["best_checkpoint"], weights_only=False)
     assert "current_model_state" in ckpt  # Lightning's weight averaging saved the average as the state_dict
+
+
+def test_dynamic_evaluation_turns_off_the_dropout_inside_the_core_and_restores_it():
+    """The core's own (inter-layer) dropout is off while adapting, and its setting comes back after."""
+    m = model()  # a 2-layer nn.LSTM
+    m.core.dropout = 0.9
+    tokens = stream(80)
+    first = dynamic_nll(m, tokens, segment_len=20, lr=0.5)
+    torch.testing.assert_close(dynamic_nll(m, tokens, segment_len=20, lr=0.5), first)  # no random masks
+    assert m.core.dropout == 0.9 and m.training

@@ -7,6 +7,7 @@ import random
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from rnnlab.errors import DivergenceError
@@ -39,6 +40,33 @@ class TextSampleLogger(L.Callback):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.add_text("samples/greedy" if self.temperature == 0 else "samples/sampled",
                                            self.last_sample, trainer.global_step)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's TQDM bar, also showing the last logged values of `logged_keys` (the training loss).
+
+    Lightning turns every value logged with `prog_bar=True` into a Python number after every batch,
+    also on the steps that logged nothing new: a host sync per training step. So the training loss
+    is logged without `prog_bar`, and this bar reads it from the logged metrics only when a new value
+    has arrived (on logging steps, where the logger reads it anyway).
+    """
+
+    def __init__(self, refresh_rate: int = 1, logged_keys: tuple[str, ...] = ("train/loss",), **kwargs):
+        super().__init__(refresh_rate=refresh_rate, **kwargs)
+        self.logged_keys = tuple(logged_keys)
+        self._last: dict[str, tuple[object, float]] = {}
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        items = super().get_metrics(trainer, pl_module)
+        logged = trainer.logged_metrics
+        for key in self.logged_keys:
+            value = logged.get(key)
+            if value is None:
+                continue
+            if key not in self._last or self._last[key][0] is not value:
+                self._last[key] = (value, float(value))
+            items[key] = self._last[key][1]
+        return items
 
 
 class DivergenceGuard(L.Callback):

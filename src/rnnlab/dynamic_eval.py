@@ -13,15 +13,16 @@ import math
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnlab.errors import require, require_positive_int
 from rnnlab.models.cores import detach_state
 
 
-def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:
-    """Summed NLL of each segment of `tokens` (1-D) under `model` adapted online, float64 on the model's device.
+def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:
+    """log p(tokens[t + 1] | tokens[:t + 1]) for every token after the first (float64, on the model's
+    device), under `model` adapted online; lr=0: the plain log-probabilities of the stream read in order.
 
     The model is adapted in place and restored afterwards (weights and train/eval mode); a deep copy
     of a LightningModule would also copy the Trainer it points to.
@@ -29,22 +30,27 @@ def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, 
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     was_training = model.training
     model.eval()  # no dropout: adaptation follows the data, not the training noise
+    # cuDNN's recurrent layers compute a backward pass only in training mode: keep them there, dropout off.
+    cudnn_layers = [(m, m.dropout) for m in model.modules() if isinstance(m, nn.RNNBase)] if lr > 0 else []
+    for layer, _ in cudnn_layers:
+        layer.dropout = 0.0
+        layer.train()
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params] if decay else None
     stream = tokens.to(params[0].device)[None]
-    sums, state = [], None
+    scores, state = [], None
     try:
         with torch.set_grad_enabled(lr > 0):
             for start in range(0, stream.shape[1] - 1, segment_len):
                 y = stream[:, start + 1:start + 1 + segment_len]
                 x = stream[:, start:start + y.shape[1]]
                 logits, state = model(x, state)
-                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
-                sums.append(loss.detach().double())  # scored before the weights see these tokens
+                log_probs = F.log_softmax(logits.float(), -1).gather(-1, y[..., None])[0, :, 0]
+                scores.append(log_probs.detach().double())  # scored before the weights see these tokens
                 state = detach_state(state)
                 if lr > 0:
                     model.zero_grad(set_to_none=True)
-                    (loss / y.numel()).backward()
+                    (-log_probs.mean()).backward()
                     with torch.no_grad():
                         used = [p for p in params if p.grad is not None]
                         torch._foreach_add_(used, [p.grad for p in used], alpha=-lr)
@@ -53,13 +59,33 @@ def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, 
     finally:
         model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
+        for layer, dropout in cudnn_layers:
+            layer.dropout = dropout
         model.train(was_training)
-    return torch.stack(sums)
+    return torch.cat(scores)
+
+
+def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:
+    """Summed NLL of each segment of `tokens` (1-D) under dynamic evaluation (see dynamic_log_probs)."""
+    log_probs = dynamic_log_probs(model, tokens, segment_len, lr, decay)
+    return -torch.stack([chunk.sum() for chunk in log_probs.split(segment_len)])
+
+
+def perplexity(log_probs: Tensor) -> float:
+    """exp of the mean negative log-probability per token."""
+    return math.exp(-log_probs.mean().item())
 
 
 def dynamic_perplexity(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> float:
     """Perplexity of `tokens` under dynamic evaluation; with lr=0, the plain perplexity of the stream read in order."""
-    return math.exp(dynamic_nll(model, tokens, segment_len, lr, decay).sum().item() / (len(tokens) - 1))
+    return perplexity(dynamic_log_probs(model, tokens, segment_len, lr, decay))
+
+
+def check_options(prefix: str, segment_len: int, lr: float, decay: float) -> None:
+    """Validate dynamic-evaluation options; errors name `<prefix>.<option>`."""
+    require_positive_int(f"{prefix}.segment_len", segment_len)
+    require(isinstance(lr, (int, float)) and lr >= 0, f"{prefix}.lr", "must be a number >= 0", lr)
+    require(isinstance(decay, (int, float)) and 0 <= decay <= 1, f"{prefix}.decay", "must lie in [0, 1]", decay)
 
 
 class DynamicEvaluation(L.Callback):
@@ -67,10 +93,7 @@ class DynamicEvaluation(L.Callback):
     stream: `val/ppl_stream` as they are, and `val/ppl_dynamic` under dynamic evaluation."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        require_positive_int("callbacks.dynamic_eval.segment_len", segment_len)
-        require(isinstance(lr, (int, float)) and lr >= 0, "callbacks.dynamic_eval.lr", "must be a number >= 0", lr)
-        require(isinstance(decay, (int, float)) and 0 <= decay <= 1, "callbacks.dynamic_eval.decay",
-                "must lie in [0, 1]", decay)
+        check_options("callbacks.dynamic_eval", segment_len, lr, decay)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def summary(self, trainer, pl_module) -> dict:

@@ -96,7 +96,7 @@ class LanguageModel(LeanLightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.train_nll.update_mean(loss, y.numel())
         if is_logging_step(self.trainer):
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):

@@ -102,7 +102,7 @@ class SequenceRegressor(LeanLightningModule):
             self.train_state.keep(state)
             loss = F.mse_loss(pred, y)
         if is_logging_step(self.trainer):
-            self.log("train/loss", loss, prog_bar=True)
+            self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
     # forecasting -------------------------------------------------------------------------------

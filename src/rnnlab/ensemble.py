@@ -1,0 +1,105 @@
+"""An ensemble of language models trained apart (a multirun over seeds), scored on the held-out stream.
+
+The ensemble's probability of a token is the mean of its members' probabilities. Each member reads
+the held-out stream in order, as dynamic evaluation does, without (`ppl_stream`) or with online
+adaptation (`ppl_dynamic`); every probability is computed before any member has seen that token,
+so the perplexity stays an honest held-out figure.
+
+    python train.py -m experiment=best_char_lm_ensemble trainer.accelerator=gpu
+ends with `EnsembleReport`, a Hydra callback, writing <sweep dir>/ensemble.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from hydra.experimental.callback import Callback
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor
+
+from rnnlab.dynamic_eval import check_options, dynamic_log_probs, perplexity
+from rnnlab.errors import ConfigError, require
+from rnnlab.generate import load_language_model
+
+log = logging.getLogger(__name__)
+
+
+def mixture_log_probs(member_log_probs: Sequence[Tensor]) -> Tensor:
+    """log of the mean of the members' probabilities, token by token."""
+    stacked = torch.stack(list(member_log_probs))
+    return torch.logsumexp(stacked, 0) - math.log(stacked.shape[0])
+
+
+def score_ensemble(models, tokens: Tensor, segment_len: int = 50, lr: float = 0.0, decay: float = 0.0) -> dict:
+    """Perplexities of each member and of their mixture on the stream `tokens`: `ppl_stream` with the
+    weights as they are and, with lr > 0, `ppl_dynamic` under dynamic evaluation. `models` may be a
+    lazy iterable (one member in memory at a time)."""
+    static, dynamic = [], []
+    for model in models:
+        static.append(dynamic_log_probs(model, tokens, segment_len, lr=0.0))
+        if lr > 0:
+            dynamic.append(dynamic_log_probs(model, tokens, segment_len, lr, decay))
+    require(len(static) > 0, "ensemble", "needs at least one member", 0)
+    result = {"members": len(static), "member/ppl_stream": [perplexity(lp) for lp in static],
+              "ensemble/ppl_stream": perplexity(mixture_log_probs(static))}
+    if dynamic:
+        result["member/ppl_dynamic"] = [perplexity(lp) for lp in dynamic]
+        result["ensemble/ppl_dynamic"] = perplexity(mixture_log_probs(dynamic))
+    return result
+
+
+def member_checkpoints(sweep_dir: Path) -> list[Path]:
+    """The best checkpoint of every job of a multirun that ended well, in job order."""
+    found = []
+    for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        metrics = json.loads(metrics_file.read_text())
+        if metrics.get("status") == "ok" and metrics.get("best_checkpoint"):
+            found.append(Path(metrics["best_checkpoint"]))
+    return found
+
+
+class EnsembleReport(Callback):
+    """Hydra callback: at the end of a multirun, the ensemble of its jobs' best checkpoints on the
+    held-out stream of the multirun's data config; written to <sweep dir>/ensemble.json and logged."""
+
+    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
+        check_options("hydra.callbacks.ensemble", segment_len, lr, decay)
+        self.segment_len, self.lr, self.decay = segment_len, lr, decay
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        log.warning("the ensemble is scored at the end of a multirun: run with -m to train all its members; "
+                    "this single run trains one")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        checkpoints = member_checkpoints(sweep_dir)
+        if not checkpoints:
+            log.error("ensemble: no job of %s ended with a best checkpoint; nothing to score", sweep_dir)
+            return
+        datamodule = instantiate(config.data)
+        datamodule.setup("fit")
+        device = "cuda" if torch.cuda.is_available() and config.trainer.accelerator in ("gpu", "cuda", "auto") else "cpu"
+
+        def members():
+            for path in checkpoints:
+                model = load_language_model(path, map_location=device)
+                if list(model.vocab.idx_to_token) != list(datamodule.vocab.idx_to_token):
+                    raise ConfigError(f"ensemble: {path} was trained on another vocabulary than data={config.data}")
+                yield model
+
+        try:
+            result = score_ensemble(members(), datamodule.val_tokens, self.segment_len, self.lr, self.decay)
+        except ConfigError as e:
+            log.error("error: %s", e)
+            return
+        result["checkpoints"] = [str(p) for p in checkpoints]
+        (sweep_dir / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+        log.info("ensemble of %d: %s", result["members"],
+                 json.dumps({k: v for k, v in result.items() if k.startswith(("ensemble/", "member/"))}))
+        log.info("written: %s", sweep_dir / "ensemble.json")
