@@ -11,6 +11,7 @@ import torch
 
 from conftest import ROOT
 from rnnlab.dynamic_eval import dynamic_perplexity
+from rnnlab.ensemble import main as ensemble_main
 from rnnlab.ensemble import mixture_log_probs, score_ensemble
 from rnnlab.models import LanguageModel, build_core
 
@@ -47,7 +48,7 @@ def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "train.py", "-m", "experiment=best_char_lm_ensemble", "seed=1,2", "trainer.max_epochs=1",
-         "data.max_tokens=4000", "data.num_steps=16", "data.val_batch_size=1", "model.hidden_size=16", "model.num_layers=1", "module.embedding_dim=8",
+         "data.max_tokens=4000", "data.num_steps=16", "data.val_batch_size=1", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0", "module.embedding_dim=8",
          "print_config=false", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -60,6 +61,17 @@ def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
     for job, ppl in zip(jobs, report["member/ppl_stream"]):
         assert ppl == pytest.approx(job["best/val/ppl"], rel=1e-4)
     assert report["ensemble/ppl_stream"] <= math.exp(sum(map(math.log, report["member/ppl_stream"])) / 2)
+    # rnnlab-ensemble scores the finished multirun again, here without dynamic evaluation.
+    assert ensemble_main([str(sweep), "--lr", "0", "--device", "cpu"]) == 0
+    again = json.loads((sweep / "ensemble.json").read_text())
+    assert again["ensemble/ppl_stream"] == pytest.approx(report["ensemble/ppl_stream"], rel=1e-9)
+    assert "ensemble/ppl_dynamic" not in again and "ensemble/ppl_dynamic" in report
+
+
+def test_rescoring_a_directory_without_a_multirun_is_one_line(tmp_path, capsys):
+    assert ensemble_main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: sweep_dir={str(tmp_path)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
 
 
 def test_bad_ensemble_option_is_named_without_a_traceback(tmp_path):

@@ -81,11 +81,11 @@ def dynamic_perplexity(model, tokens: Tensor, segment_len: int = 50, lr: float =
     return perplexity(dynamic_log_probs(model, tokens, segment_len, lr, decay))
 
 
-def check_options(prefix: str, segment_len: int, lr: float, decay: float) -> None:
-    """Validate dynamic-evaluation options; errors name `<prefix>.<option>`."""
-    require_positive_int(f"{prefix}.segment_len", segment_len)
-    require(isinstance(lr, (int, float)) and lr >= 0, f"{prefix}.lr", "must be a number >= 0", lr)
-    require(isinstance(decay, (int, float)) and 0 <= decay <= 1, f"{prefix}.decay", "must lie in [0, 1]", decay)
+def check_options(segment_len: int, lr: float, decay: float, name=lambda option: option) -> None:
+    """Validate dynamic-evaluation options; errors name each option as `name(option)` spells it."""
+    require_positive_int(name("segment_len"), segment_len)
+    require(isinstance(lr, (int, float)) and lr >= 0, name("lr"), "must be a number >= 0", lr)
+    require(isinstance(decay, (int, float)) and 0 <= decay <= 1, name("decay"), "must lie in [0, 1]", decay)
 
 
 class DynamicEvaluation(L.Callback):
@@ -93,7 +93,7 @@ class DynamicEvaluation(L.Callback):
     stream: `val/ppl_stream` as they are, and `val/ppl_dynamic` under dynamic evaluation."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options("callbacks.dynamic_eval", segment_len, lr, decay)
+        check_options(segment_len, lr, decay, name="callbacks.dynamic_eval.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def summary(self, trainer, pl_module) -> dict:

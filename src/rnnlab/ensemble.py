@@ -6,21 +6,24 @@ adaptation (`ppl_dynamic`); every probability is computed before any member has 
 so the perplexity stays an honest held-out figure.
 
     python train.py -m experiment=best_char_lm_ensemble trainer.accelerator=gpu
-ends with `EnsembleReport`, a Hydra callback, writing <sweep dir>/ensemble.json.
+ends with `EnsembleReport`, a Hydra callback, writing <sweep dir>/ensemble.json;
+`rnnlab-ensemble <sweep dir>` scores a finished multirun again (other options, or after a failure).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from rnnlab.dynamic_eval import check_options, dynamic_log_probs, perplexity
@@ -64,12 +67,40 @@ def member_checkpoints(sweep_dir: Path) -> list[Path]:
     return found
 
 
+def write_report(sweep_dir: Path, data_cfg: DictConfig, device: str, segment_len: int = 50, lr: float = 1e-3,
+                 decay: float = 0.0) -> dict:
+    """Score the ensemble of a multirun's best checkpoints on the held-out stream of `data_cfg` (the
+    data config the members were trained on) and write it to <sweep_dir>/ensemble.json."""
+    checkpoints = member_checkpoints(sweep_dir)
+    if not checkpoints:
+        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no job that ended with a best checkpoint")
+    datamodule = instantiate(data_cfg)
+    datamodule.setup("fit")
+
+    def members():
+        for path in checkpoints:
+            model = load_language_model(path, map_location=device)
+            if list(model.vocab.idx_to_token) != list(datamodule.vocab.idx_to_token):
+                raise ConfigError(f"{path} was trained on another vocabulary than the data config given")
+            yield model
+
+    result = score_ensemble(members(), datamodule.val_tokens, segment_len, lr, decay)
+    result["checkpoints"] = [str(p) for p in checkpoints]
+    (sweep_dir / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def summary_line(result: dict) -> str:
+    return f"ensemble of {result['members']}: " + json.dumps(
+        {k: v for k, v in result.items() if k.startswith(("ensemble/", "member/"))})
+
+
 class EnsembleReport(Callback):
     """Hydra callback: at the end of a multirun, the ensemble of its jobs' best checkpoints on the
     held-out stream of the multirun's data config; written to <sweep dir>/ensemble.json and logged."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options("hydra.callbacks.ensemble", segment_len, lr, decay)
+        check_options(segment_len, lr, decay, name="hydra.callbacks.ensemble.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
@@ -78,28 +109,40 @@ class EnsembleReport(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        checkpoints = member_checkpoints(sweep_dir)
-        if not checkpoints:
-            log.error("ensemble: no job of %s ended with a best checkpoint; nothing to score", sweep_dir)
-            return
-        datamodule = instantiate(config.data)
-        datamodule.setup("fit")
-        device = "cuda" if torch.cuda.is_available() and config.trainer.accelerator in ("gpu", "cuda", "auto") else "cpu"
-
-        def members():
-            for path in checkpoints:
-                model = load_language_model(path, map_location=device)
-                if list(model.vocab.idx_to_token) != list(datamodule.vocab.idx_to_token):
-                    raise ConfigError(f"ensemble: {path} was trained on another vocabulary than data={config.data}")
-                yield model
-
+        gpu = torch.cuda.is_available() and config.trainer.accelerator in ("gpu", "cuda", "auto")
         try:
-            result = score_ensemble(members(), datamodule.val_tokens, self.segment_len, self.lr, self.decay)
+            result = write_report(sweep_dir, config.data, "cuda" if gpu else "cpu", self.segment_len, self.lr,
+                                  self.decay)
         except ConfigError as e:
-            log.error("error: %s", e)
+            log.error("ensemble: %s", e)
             return
-        result["checkpoints"] = [str(p) for p in checkpoints]
-        (sweep_dir / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
-        log.info("ensemble of %d: %s", result["members"],
-                 json.dumps({k: v for k, v in result.items() if k.startswith(("ensemble/", "member/"))}))
+        log.info(summary_line(result))
         log.info("written: %s", sweep_dir / "ensemble.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """rnnlab-ensemble SWEEP_DIR: score (again) the ensemble of a finished multirun's best checkpoints."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
+    parser.add_argument("--segment-len", type=int, default=50)
+    parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's step size; 0: the stream as is only")
+    parser.add_argument("--decay", type=float, default=0.0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    try:
+        check_options(args.segment_len, args.lr, args.decay, name=lambda option: "--" + option.replace("_", "-"))
+        configs = sorted(args.sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: (len(str(p)), str(p)))
+        if not configs:
+            raise ConfigError(f"sweep_dir={str(args.sweep_dir)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
+        data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
+        result = write_report(args.sweep_dir, data_cfg, args.device, args.segment_len, args.lr, args.decay)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary_line(result))
+    print(f"written: {args.sweep_dir / 'ensemble.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
