@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnlab.dynamic_eval import dynamic_nll, dynamic_perplexity
+from rnnlab.dynamic_eval import dynamic_log_probs, dynamic_perplexity
 from rnnlab.errors import ConfigError
 from rnnlab.models import LanguageModel, build_core
 from rnnlab.models.cores import recurrent_weight_names
@@ -43,10 +43,11 @@ def test_dynamic_evaluation_scores_each_segment_before_adapting_to_it():
     a = stream(100, seed=1)
     b = a.clone()
     b[61:] = (b[61:] + 1) % len(VOCAB)  # segments of 20 predict tokens 1-20, 21-40, 41-60: unchanged
-    sums_a = dynamic_nll(m, a, segment_len=20, lr=0.5)
-    sums_b = dynamic_nll(m, b, segment_len=20, lr=0.5)
-    torch.testing.assert_close(sums_a[:3], sums_b[:3])
-    assert not torch.allclose(sums_a[3:], sums_b[3:])
+    scores_a = dynamic_log_probs(m, a, segment_len=20, lr=0.5)
+    scores_b = dynamic_log_probs(m, b, segment_len=20, lr=0.5)
+    assert scores_a.shape == (99,)
+    torch.testing.assert_close(scores_a[:60], scores_b[:60])
+    assert not torch.allclose(scores_a[60:], scores_b[60:])
 
 
 def test_dynamic_evaluation_adapts_and_leaves_the_model_as_it_was():
@@ -110,6 +111,6 @@ def test_dynamic_evaluation_turns_off_the_dropout_inside_the_core_and_restores_i
     m = model()  # a 2-layer nn.LSTM
     m.core.dropout = 0.9
     tokens = stream(80)
-    first = dynamic_nll(m, tokens, segment_len=20, lr=0.5)
-    torch.testing.assert_close(dynamic_nll(m, tokens, segment_len=20, lr=0.5), first)  # no random masks
+    first = dynamic_log_probs(m, tokens, segment_len=20, lr=0.5)
+    torch.testing.assert_close(dynamic_log_probs(m, tokens, segment_len=20, lr=0.5), first)  # no random masks
     assert m.core.dropout == 0.9 and m.training

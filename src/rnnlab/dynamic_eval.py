@@ -65,12 +65,6 @@ def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 
     return torch.cat(scores)
 
 
-def dynamic_nll(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:
-    """Summed NLL of each segment of `tokens` (1-D) under dynamic evaluation (see dynamic_log_probs)."""
-    log_probs = dynamic_log_probs(model, tokens, segment_len, lr, decay)
-    return -torch.stack([chunk.sum() for chunk in log_probs.split(segment_len)])
-
-
 def perplexity(log_probs: Tensor) -> float:
     """exp of the mean negative log-probability per token."""
     return math.exp(-log_probs.mean().item())

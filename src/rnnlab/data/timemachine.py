@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
@@ -68,14 +67,12 @@ class TimeMachineDataModule(L.LightningDataModule):
                 "use a longer corpus or another fraction"
             )
         self.train_tokens, self.val_tokens = corpus[:-n_val], corpus[-n_val:]
-        self._make_sampler()  # fail now, with a clear message, if batches cannot be cut
+        # Fail now, with a clear message, if batches cannot be cut (per process under data parallelism).
+        make_sampler(self.sampling, len(self.train_tokens), self.batch_size, self.num_steps, seed=self.seed,
+                     trainer=self.trainer)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_corpus()
-
-    def _make_sampler(self):
-        return make_sampler(self.sampling, len(self.train_tokens), self.batch_size, self.num_steps,
-                            seed=self.seed, trainer=self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return window_loader(self.train_tokens, self.sampling, self.batch_size, self.num_steps, seed=self.seed,
