@@ -3,7 +3,9 @@ no optimizer): built-in, scratch and the book's loop side by side, best of 3 tim
 
     python bench/core_step.py [--device cuda] [--hidden 256]
 Shows how close each kind comes to the built-in (cuDNN or oneDNN) kernels, and how much of a
-step is the matmul arithmetic every kind shares. Not part of the test suite.
+step is the matmul arithmetic every kind shares: the "matmul floor" times those matmuls alone,
+so book-style/floor bounds what any implementation of the same float32 arithmetic can gain over
+the book's loop on this machine. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -38,6 +40,32 @@ def best_ms(step, device, n=30, repeats=3) -> float:
     return min(times)
 
 
+def matmul_floor(gates: int, vocab: int, hidden: int, batch: int, steps: int, device: str):
+    """The matmuls every implementation of the cell must do, alone and back to back: per step the
+    recurrent one forward and backward (sequential: each needs the previous step's result), then
+    dW_h over all steps and the head's three. Left out, as an implementation may avoid them: the
+    input projection and its weight gradient (a row gather and a scatter for one-hot input)."""
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, device=device)
+
+    W_h, W_q = rand(hidden, gates * hidden) / hidden**0.5, rand(hidden, vocab)  # scaled: values stay near 1
+    h, d_a = rand(batch, hidden), rand(batch, gates * hidden)
+    h_all, d_a_all, d_y = rand(steps * batch, hidden), rand(steps * batch, gates * hidden), rand(steps * batch, vocab)
+
+    def matmuls():
+        x = h
+        for _ in range(steps):
+            x = (x @ W_h)[:, :hidden]
+        h_all @ W_q
+        for _ in range(steps):
+            d_a @ W_h.T
+        h_all.T @ d_a_all, h_all.T @ d_y, d_y @ W_q.T
+
+    return best_ms(matmuls, device)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -49,7 +77,8 @@ def main(argv=None):
     torch.manual_seed(0)
     x, y = torch.randint(0, V, (B, T), device=dev), torch.randint(0, V, (B, T), device=dev)
     print(f"device={dev} batch={B} num_steps={T} hidden={H}: ms per forward + backward")
-    print("| cell | built-in | scratch | book-style | book-style/scratch |\n|---|---|---|---|---|")
+    print("| cell | built-in | scratch | book-style | book-style/scratch | matmul floor | book-style/floor |\n"
+          "|---|---|---|---|---|---|---|")
     for cell in ("rnn", "gru", "lstm"):
         ms = {}
         for kind in (cell, cell + "_scratch"):
@@ -67,8 +96,9 @@ def main(argv=None):
             F.cross_entropy(out, y.T.reshape(-1)).backward()
 
         book = best_ms(book_step, dev)
-        print(f"| {cell} | {ms[cell]:.1f} | {ms[cell + '_scratch']:.1f} | {book:.1f} | {book / ms[cell + '_scratch']:.2f} |",
-              flush=True)
+        floor = matmul_floor({"rnn": 1, "gru": 3, "lstm": 4}[cell], V, H, B, T, dev)
+        print(f"| {cell} | {ms[cell]:.1f} | {ms[cell + '_scratch']:.1f} | {book:.1f} | {book / ms[cell + '_scratch']:.2f} "
+              f"| {floor:.1f} | {book / floor:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,26 @@
 """Where the project's per-step overhead comes from: the model code or the Trainer around it.
 
     python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256]
-Three loops side by side on the same batches (median of interleaved repeats, as bench.py):
+Four loops side by side on the same batches (median of interleaved repeats, as bench.py):
 1. raw: bench.py's raw loop (its own core and head);
 2. module: the project's LanguageModel.training_step (one-hot, carried state, cross-entropy,
    running NLL) driven by a plain loop: backward, clip, SGD, no Trainer loop;
 3. bare Trainer: the project path without the configured callbacks and logger;
 4. project: bench.py's project path (Trainer.fit, Hydra config, callbacks, logger).
 module/raw near 1 means the model code costs nothing; bare - module (ms per step) is Lightning's
-own loop, project - bare what our callbacks and the logger add. Not part of the test suite.
+own loop, project - bare what our callbacks and the logger add.
+
+    python bench/overhead.py --boundary [--core lstm --hidden 16 --batch-size 1024 --num-steps 64]
+instead times the host between batches of the project path, within an epoch and across an epoch
+boundary (median), and what one epoch-level `self.log` call costs there. Not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import time
 from functools import partial
 
 import lightning as L
@@ -22,6 +28,7 @@ import torch
 from torch import nn
 
 from bench import batches_on, project_path, raw_loop, side_by_side, timed
+from syncs import Phase
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.models import LanguageModel, build_core
 
@@ -50,6 +57,28 @@ def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
     return timed(step, batches, device, seconds)
 
 
+class EpochLogCost(L.Callback):
+    """Times one more epoch-level `self.log` at each epoch end: what each of the module's costs there."""
+
+    def __init__(self):
+        self.ms = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        t0 = time.perf_counter()
+        pl_module.log("bench/probe", float(trainer.current_epoch))
+        self.ms.append((time.perf_counter() - t0) * 1e3)
+
+
+def boundary(args) -> None:
+    phase, probe = Phase(), EpochLogCost()
+    project_path(args.core, args.hidden, args.batch_size, args.num_steps, args.device, args.steps, tempfile.mkdtemp(),
+                 extra=[phase, probe])
+    print(f"device={args.device} core={args.core} hidden={args.hidden} batch={args.batch_size} "
+          f"num_steps={args.num_steps}: {phase.batches} batches, {phase.epochs} epochs")
+    print(f"host gap between batches: within an epoch {phase.gap_ms('within')}, across epochs {phase.gap_ms('across')}")
+    print(f"one epoch-level self.log: {statistics.median(probe.ms):.3f} ms (median of {len(probe.ms)})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -57,7 +86,13 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--boundary", action="store_true", help="time the host between batches instead")
+    parser.add_argument("--batch-size", type=int, default=32, help="with --boundary")
+    parser.add_argument("--num-steps", type=int, default=35, help="with --boundary")
+    parser.add_argument("--steps", type=int, default=200, help="training steps, with --boundary")
     args = parser.parse_args(argv)
+    if args.boundary:
+        return boundary(args)
     B, T, dev = 32, 35, args.device
     batches, vocab = batches_on(dev, B, T)
     dm = TimeMachineDataModule(batch_size=B, num_steps=T)

@@ -140,13 +140,13 @@ class GRUCell(_Cell):
         k_z = (h_prev - n) * z * (1 - z)
         k_r = k_n * hn * r * (1 - r)
         k_hp = torch.cat([k_r, k_z, k_n * r], -1)  # for h W_h + b_h: the reset gate scales its n part
+        T, B = d_out.shape[:2]
         d_hp, d_h_all = torch.empty_like(k_hp), torch.empty_like(d_out)
         for t in reversed(order):
-            dh = d_out[t] + dh
-            d_h_all[t] = dh
-            torch.mul(dh.repeat(1, 3), k_hp[t], out=d_hp[t])
+            dh = torch.add(d_out[t], dh, out=d_h_all[t])
+            torch.mul(k_hp[t].view(B, 3, H), dh[:, None], out=d_hp[t].view(B, 3, H))  # dh times each gate's factor
             dh = torch.addmm(dh * z[t], d_hp[t], W_h.T)
-        d_xp = d_h_all.repeat(1, 1, 3) * torch.cat([k_r, k_z, k_n], -1)
+        d_xp = (torch.stack([k_r, k_z, k_n], -2) * d_h_all[..., None, :]).view(T, B, 3 * H)
         return (d_xp, dh, None, *_weight_grads(h_prev, d_hp))
 
 
