@@ -123,10 +123,11 @@ class Throughput(L.Callback):
         self.rate = self.tokens / (time.perf_counter() - self.t0)
 
 
-def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False, bare=False, extra=()):
+def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compile=False, bare=False, extra=(),
+                 module=None):
     """train.py's path: Hydra-composed config, real DataModule (sequential, state carried), logging on.
     `bare`: without the configured callbacks and logger, to tell Lightning's own loop from what they add;
-    `extra`: more callbacks (diagnostics)."""
+    `extra`: more callbacks (diagnostics); `module`: train this LightningModule instead of the configured one."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
@@ -143,7 +144,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     L.seed_everything(0, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    module = instantiate(cfg.module, **dm.module_kwargs())
+    module = module or instantiate(cfg.module, **dm.module_kwargs())
     meter = Throughput(warmup=5)
     callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]

@@ -1,14 +1,18 @@
 """Where the project's per-step overhead comes from: the model code or the Trainer around it.
 
     python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256]
-Four loops side by side on the same batches (median of interleaved repeats, as bench.py):
+Loops side by side on the same batches (median of interleaved repeats, as bench.py):
 1. raw: bench.py's raw loop (its own core and head);
 2. module: the project's LanguageModel.training_step (one-hot, carried state, cross-entropy,
    running NLL) driven by a plain loop: backward, clip, SGD, no Trainer loop;
 3. bare Trainer: the project path without the configured callbacks and logger;
-4. project: bench.py's project path (Trainer.fit, Hydra config, callbacks, logger).
+4. project: bench.py's project path (Trainer.fit, Hydra config, callbacks, logger);
+and, to price Lightning's loop apart from any model, an empty step (one scalar weight) in a plain
+loop and in the bare Trainer.
 module/raw near 1 means the model code costs nothing; bare - module (ms per step) is Lightning's
-own loop, project - bare what our callbacks and the logger add.
+own loop, project - bare what our callbacks and the logger add. The empty step's bare Trainer -
+plain loop is what Lightning's loop and the DataLoader cost per step whatever the model: with it,
+project/raw can reach at most raw / (raw + that).
 
     python bench/overhead.py --boundary [--core lstm --hidden 16 --batch-size 1024 --num-steps 64]
 instead times the host between batches of the project path, within an epoch and across an epoch
@@ -21,6 +25,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import warnings
 from functools import partial
 
 import lightning as L
@@ -31,6 +36,9 @@ from bench import batches_on, project_path, raw_loop, side_by_side, timed
 from syncs import Phase
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.models import LanguageModel, build_core
+
+# The empty step trains on the real DataModule, whose validation loader it does not use.
+warnings.filterwarnings("ignore", message="You passed in a `val_dataloader` but have no `validation_step`")
 
 
 def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
@@ -52,6 +60,36 @@ def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return timed(step, batches, device, seconds)
+
+
+class EmptyStep(L.LightningModule):
+    """The cheapest training step: one scalar weight and a loss that reads the batch. What the Trainer
+    spends around it is its per-step cost whatever the model."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w - batch[0][0, 0]) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def empty_loop(batches, device, seconds):
+    """EmptyStep in a plain loop: forward, backward, clip, SGD, as the raw loop does around its model."""
+    model = EmptyStep().to(device)
+    opt = model.configure_optimizers()
+
+    def step(x, y):
+        loss = model.training_step((x, y), 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
     return timed(step, batches, device, seconds)
@@ -99,12 +137,17 @@ def main(argv=None):
     dm.setup("fit")
     probe = raw_loop(args.core, args.hidden, batches, vocab, dev, 1.0)
     steps = max(int(probe * args.seconds / (B * T)), 20) + 5
+    # About `seconds` of the Trainer around the empty step, which takes some 3-5x the plain loop's time.
+    empty_steps = max(int(empty_loop(batches, dev, 0.5) * args.seconds / (B * T) / 4), 100) + 5
     tmp = tempfile.mkdtemp()
     m = side_by_side({
         "raw": lambda: raw_loop(args.core, args.hidden, batches, vocab, dev, args.seconds),
         "module": lambda: module_loop(args.core, args.hidden, batches, dm.vocab.idx_to_token, dev, args.seconds),
         "bare Trainer": lambda: project_path(args.core, args.hidden, B, T, dev, steps, tmp, bare=True),
         "project": lambda: project_path(args.core, args.hidden, B, T, dev, steps, tmp),
+        "empty step": lambda: empty_loop(batches, dev, args.seconds),
+        "empty step, bare Trainer": lambda: project_path(args.core, args.hidden, B, T, dev, empty_steps, tmp,
+                                                         bare=True, module=EmptyStep()),
     }, args.repeats)
     ms = {name: B * T / rate * 1e3 for name, rate in m.items()}
     print(f"device={dev} core={args.core} hidden={args.hidden} batch={B} num_steps={T}")
@@ -113,6 +156,9 @@ def main(argv=None):
         print(f"| {name} | {m[name]:,.0f} | {ms[name]:.3f} | {m[name] / m['raw']:.3f} |")
     print(f"Lightning's loop adds {ms['bare Trainer'] - ms['module']:.3f} ms per step, "
           f"our callbacks and the logger {ms['project'] - ms['bare Trainer']:.3f} ms")
+    floor = ms["empty step, bare Trainer"] - ms["empty step"]
+    print(f"Around an empty step Lightning's loop and the DataLoader cost {floor:.3f} ms per step: "
+          f"project/raw can reach at most {ms['raw'] / (ms['raw'] + floor):.3f} for this core")
 
 
 if __name__ == "__main__":
