@@ -65,6 +65,14 @@ def timed(step, batches, device, seconds, warmup=5):
     return n / (time.perf_counter() - t0)
 
 
+def update(loss, params, opt):
+    """What every plain loop here does after its forward: backward, clip the gradient norm at 1, SGD step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def raw_loop(kind, hidden, batches, vocab, device, seconds, compile=False):
     """The same model as the project's, a plain loop: forward, cross-entropy, backward, clip, SGD."""
     torch.manual_seed(0)
@@ -77,11 +85,7 @@ def raw_loop(kind, hidden, batches, vocab, device, seconds, compile=False):
     def step(x, y):
         out, s = core(F.one_hot(x, vocab).float(), state[0])
         state[0] = detach_state(s)
-        loss = F.cross_entropy(head(out).flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        update(F.cross_entropy(head(out).flatten(0, 1), y.flatten()), params, opt)
 
     return timed(step, batches, device, seconds)
 
@@ -89,18 +93,15 @@ def raw_loop(kind, hidden, batches, vocab, device, seconds, compile=False):
 def book_loop(cell, hidden, batches, vocab, device, seconds):
     torch.manual_seed(0)
     net = BookStyleRNN(cell, vocab, hidden).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    params = list(net.parameters())
+    opt = torch.optim.SGD(params, lr=1.0)
     state = [None]
 
     def step(x, y):
         s = state[0] or net.begin_state(x.shape[0], device)
         out, s = net(x, s)
         state[0] = tuple(t.detach() for t in s)
-        loss = F.cross_entropy(out, y.T.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        update(F.cross_entropy(out, y.T.reshape(-1)), params, opt)
 
     return timed(step, batches, device, seconds)
 

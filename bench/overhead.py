@@ -32,7 +32,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from bench import batches_on, project_path, raw_loop, side_by_side, timed
+from bench import batches_on, project_path, raw_loop, side_by_side, timed, update
 from syncs import Phase
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.models import LanguageModel, build_core
@@ -56,11 +56,7 @@ def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
     opt = torch.optim.SGD(params, lr=1.0)
 
     def step(x, y):
-        loss = model.training_step((x, y), 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        update(model.training_step((x, y), 0), params, opt)
 
     return timed(step, batches, device, seconds)
 
@@ -83,14 +79,10 @@ class EmptyStep(L.LightningModule):
 def empty_loop(batches, device, seconds):
     """EmptyStep in a plain loop: forward, backward, clip, SGD, as the raw loop does around its model."""
     model = EmptyStep().to(device)
-    opt = model.configure_optimizers()
+    params, opt = list(model.parameters()), model.configure_optimizers()
 
     def step(x, y):
-        loss = model.training_step((x, y), 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        update(model.training_step((x, y), 0), params, opt)
 
     return timed(step, batches, device, seconds)
 
