@@ -145,7 +145,8 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     L.seed_everything(0, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    module = module or instantiate(cfg.module, **dm.module_kwargs())
+    if module is None:
+        module = instantiate(cfg.module, **dm.module_kwargs())
     meter = Throughput(warmup=5)
     callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]

@@ -145,7 +145,8 @@ def main(argv=None):
     print(f"device={dev} core={args.core} hidden={args.hidden} batch={B} num_steps={T}")
     print("| loop | tok/s | ms/step | / raw |\n|---|---|---|---|")
     for name in m:
-        print(f"| {name} | {m[name]:,.0f} | {ms[name]:.3f} | {m[name] / m['raw']:.3f} |")
+        ratio = "-" if name.startswith("empty step") else f"{m[name] / m['raw']:.3f}"  # another model: no ratio
+        print(f"| {name} | {m[name]:,.0f} | {ms[name]:.3f} | {ratio} |")
     print(f"Lightning's loop adds {ms['bare Trainer'] - ms['module']:.3f} ms per step, "
           f"our callbacks and the logger {ms['project'] - ms['bare Trainer']:.3f} ms")
     floor = ms["empty step, bare Trainer"] - ms["empty step"]
