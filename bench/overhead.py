@@ -1,6 +1,6 @@
 """Where the project's per-step overhead comes from: the model code or the Trainer around it.
 
-    python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256]
+    python bench/overhead.py [--device cuda] [--core rnn] [--hidden 256] [--batch-size 32 --num-steps 35]
 Loops side by side on the same batches (median of interleaved repeats, as bench.py):
 1. raw: bench.py's raw loop (its own core and head);
 2. module: the project's LanguageModel.training_step (one-hot, carried state, cross-entropy,
@@ -117,13 +117,13 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--boundary", action="store_true", help="time the host between batches instead")
-    parser.add_argument("--batch-size", type=int, default=32, help="with --boundary")
-    parser.add_argument("--num-steps", type=int, default=35, help="with --boundary")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-steps", type=int, default=35)
     parser.add_argument("--steps", type=int, default=200, help="training steps, with --boundary")
     args = parser.parse_args(argv)
     if args.boundary:
         return boundary(args)
-    B, T, dev = 32, 35, args.device
+    B, T, dev = args.batch_size, args.num_steps, args.device
     batches, vocab = batches_on(dev, B, T)
     dm = TimeMachineDataModule(batch_size=B, num_steps=T)
     dm.setup("fit")

@@ -100,10 +100,11 @@ class RNNCell(_Cell):
 
     def backward_through_time(self, saved, W_h, d_out, dh, dc, order):
         h_prev, dphi = saved
-        d_a = torch.empty_like(d_out)  # gradient of the pre-activation, = of xp and of h W_h + b_h
+        # Gradient of the pre-activation (= of xp and of h W_h + b_h): (d_out + dh) * dphi, with the part
+        # that does not depend on later steps computed for all steps at once; two kernels per step.
+        d_a, W_hT = d_out * dphi, W_h.T
         for t in reversed(order):
-            d_a[t] = (d_out[t] + dh) * dphi[t]
-            dh = d_a[t] @ W_h.T
+            dh = torch.addcmul(d_a[t], dh, dphi[t], out=d_a[t]) @ W_hT
         return (d_a, dh, None, *_weight_grads(h_prev, d_a))
 
 
