@@ -20,7 +20,7 @@ def test_language_model_trains_on_gpu(make_cfg, model):
 
 
 def test_sine_on_gpu(make_cfg):
-    cfg = make_cfg("data=sine", "model=gru", "trainer.accelerator=gpu", "data.batch_size=4", tiny=False)
+    cfg = make_cfg("task=forecast", "model=gru", "trainer.accelerator=gpu", "data.batch_size=4", tiny=False)
     main_task(cfg)
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["test/mse_k1"] > 0
 

@@ -153,7 +153,7 @@ def test_mirror_adds_the_negated_windows_to_training_batches_only(mirror):
 
 @pytest.mark.parametrize("model", ["mlp", "gru"])
 def test_tiny_sine_run_writes_metrics_and_figures(make_cfg, model):
-    cfg = make_cfg("data=sine", f"model={model}", "data.T=400", "data.n_train=200", "data.eval_context=16",
+    cfg = make_cfg("task=forecast", f"model={model}", "data.T=400", "data.n_train=200", "data.eval_context=16",
                    "data.batch_size=4", tiny=False)
     result = main_task(cfg)
     run = Path(cfg.paths.output_dir)
