@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT
 from rnnlab.dynamic_eval import dynamic_perplexity
-from rnnlab.ensemble import main as ensemble_main
+from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.ensemble import mixture_log_probs, score_ensemble
 from rnnlab.models import LanguageModel, build_core
 

@@ -12,11 +12,11 @@ from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CONF, ROOT, TINY, compose_config
-from rnnlab.generate import main as generate_main
-from rnnlab.summary import main as summary_main
+from rnnlab.cli.generate import main as generate_main
+from rnnlab.cli.summary import main as summary_main
 from rnnlab.summary import summarize
 from rnnlab.training import main_task
-from rnnlab.zipf import main as zipf_main
+from rnnlab.cli.zipf import main as zipf_main
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
 BOOK = {

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, TINY, compose_config
 from rnnlab.data import TimeMachineDataModule
-from rnnlab.generate import load_language_model
+from rnnlab.checkpoints import load_language_model
 from rnnlab.training import main_task
 
 KEYS = ("val/ppl", "train/ppl", "train/loss", "train/grad_norm", "sample")

@@ -12,11 +12,9 @@ ends with `EnsembleReport`, a Hydra callback, writing <sweep dir>/ensemble.json;
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +26,7 @@ from torch import Tensor
 
 from rnnlab.dynamic_eval import check_options, dynamic_log_probs, perplexity
 from rnnlab.errors import ConfigError, require
-from rnnlab.generate import load_language_model
+from rnnlab.checkpoints import load_language_model
 
 log = logging.getLogger(__name__)
 
@@ -120,29 +118,10 @@ class EnsembleReport(Callback):
         log.info("written: %s", sweep_dir / "ensemble.json")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """rnnlab-ensemble SWEEP_DIR: score (again) the ensemble of a finished multirun's best checkpoints."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
-    parser.add_argument("--segment-len", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's step size; 0: the stream as is only")
-    parser.add_argument("--decay", type=float, default=0.0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args(argv)
-    try:
-        check_options(args.segment_len, args.lr, args.decay, name=lambda option: "--" + option.replace("_", "-"))
-        configs = sorted(args.sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: (len(str(p)), str(p)))
-        if not configs:
-            raise ConfigError(f"sweep_dir={str(args.sweep_dir)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
-        data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
-        result = write_report(args.sweep_dir, data_cfg, args.device, args.segment_len, args.lr, args.decay)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summary_line(result))
-    print(f"written: {args.sweep_dir / 'ensemble.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def rescore(sweep_dir: Path, device: str, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> dict:
+    """Score a finished multirun again, with the data config its first job recorded."""
+    configs = sorted(sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: (len(str(p)), str(p)))
+    if not configs:
+        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
+    data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
+    return write_report(sweep_dir, data_cfg, device, segment_len, lr, decay)

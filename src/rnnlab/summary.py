@@ -7,11 +7,9 @@ swept value.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +17,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+
+from rnnlab.errors import ConfigError  # noqa: E402
 
 METRIC_COLUMNS = ("val/ppl", "best/val/ppl", "train/ppl", "val/mse", "test/mse_k1", "test/mse_k64",
                   "epochs", "tokens_per_s", "seconds")
@@ -104,9 +104,12 @@ def _natural(v: str):
 
 
 def summarize(sweep_dir: Path, metric: str | None = None) -> dict:
+    """Write <sweep_dir>/summary.csv (and summary.png) and return the table."""
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} is not a directory")
     rows = read_jobs(sweep_dir)
     if not rows:
-        raise FileNotFoundError(f"{sweep_dir} holds no Hydra job directories (none has .hydra/overrides.yaml)")
+        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no Hydra job directories (none has .hydra/overrides.yaml)")
     if metric is None:
         metric = next((m for m in ("val/ppl", "val/mse") if any(m in r["metrics"] for r in rows)), "val/ppl")
     header, body = table(rows, metric)
@@ -116,24 +119,3 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> dict:
     return {"metric": metric, "header": header, "rows": body, "csv": csv_path,
             "markdown": markdown(header, body), "plot": plot(rows, metric, sweep_dir / "summary.png")}
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
-    parser.add_argument("--metric", default=None, help="metric to sort and plot by (default: val/ppl, else val/mse)")
-    args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        print(f"error: sweep_dir={str(args.sweep_dir)!r} is not a directory", file=sys.stderr)
-        return 2
-    try:
-        result = summarize(args.sweep_dir, args.metric)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(result["markdown"])
-    print(f"\ntable: {result['csv']}" + (f"\nplot: {result['plot']}" if result["plot"] else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,9 @@
-"""Corpus statistics of d2l 9.2 for the configured corpus and tokenizer: unigram, bigram and trigram
-frequency against rank on log-log axes (Zipf's law) and the most frequent tokens, saved as PNG and
-text and logged to TensorBoard.
-
-    rnnlab-zipf                                    # The Time Machine, characters (the data config's defaults)
-    rnnlab-zipf data.token=word                    # any data.* override that train.py takes
-    rnnlab-zipf data.path=/path/to/any.txt --out outputs/zipf_mine
-"""
+"""Corpus statistics of d2l 9.2 (Zipf's law): n-gram frequency against rank and the most frequent
+n-grams of the corpus a `data` config describes; `rnnlab-zipf` (rnnlab.cli.zipf) writes them out."""
 
 from __future__ import annotations
 
-import argparse
 import collections
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +12,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.errors import HydraException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from rnnlab.errors import ConfigError  # noqa: E402
 
@@ -60,26 +50,18 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
     return tokens, dm.describe(), dm.token
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", nargs="*", help="data.* overrides, as for train.py")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default outputs/zipf/<token>)")
-    parser.add_argument("--top", type=int, default=10, help="how many most frequent n-grams to list")
-    parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONF)
-    args = parser.parse_args(argv)
+def write_report(tokens: list[str], description: str, token_kind: str, out: Path, top: int = 10) -> str:
+    """top_tokens.txt, zipf.png and a TensorBoard event file under `out`; returns the text report."""
     try:
-        tokens, description, token_kind = corpus_tokens(args.overrides, args.config_dir)
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
-    out = args.out or Path("outputs") / "zipf" / token_kind
-    out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out={str(out)!r} cannot be created ({e.strerror})") from None
     tables = {n: ngram_counts(tokens, n) for n in (1, 2, 3)}
     sep = "" if token_kind == "char" else " "
     lines = [f"corpus: {description}"]
     for n, table in tables.items():
-        top = ", ".join(f"{sep.join(g)!r}: {c}" for g, c in table[: args.top])
-        lines.append(f"top {n}-grams ({len(table)} distinct): {top}")
+        listed = ", ".join(f"{sep.join(g)!r}: {c}" for g, c in table[:top])
+        lines.append(f"top {n}-grams ({len(table)} distinct): {listed}")
     report = "\n".join(lines)
     (out / "top_tokens.txt").write_text(report + "\n")
     fig = zipf_figure(tables)
@@ -90,10 +72,4 @@ def main(argv: list[str] | None = None) -> int:
         writer.add_figure("corpus/zipf", fig)
         writer.add_text("corpus/top_tokens", report.replace("\n", "  \n"))
     plt.close(fig)
-    print(report)
-    print(f"figure: {out / 'zipf.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return report
