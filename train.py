@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

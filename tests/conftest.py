@@ -30,6 +30,7 @@ TINY = FAST + [
     "data.val_batch_size=4",
     "callbacks.text_sample.every_n_epochs=1",
     "callbacks.text_sample.num_tokens=12",
+    "evaluation.sample.num_tokens=12",
 ]
 
 

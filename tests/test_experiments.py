@@ -15,7 +15,7 @@ from conftest import CONF, ROOT, TINY, compose_config
 from rnnlab.cli.generate import main as generate_main
 from rnnlab.cli.summary import main as summary_main
 from rnnlab.summary import summarize
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 from rnnlab.cli.zipf import main as zipf_main
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_"))

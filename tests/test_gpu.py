@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -13,7 +13,7 @@ from rnnlab.dynamic_eval import dynamic_log_probs, dynamic_perplexity
 from rnnlab.errors import ConfigError
 from rnnlab.models import LanguageModel, build_core
 from rnnlab.models.cores import recurrent_weight_names
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 VOCAB = list(" abcdefgh")
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, TINY, compose_config
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.checkpoints import load_language_model
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 KEYS = ("val/ppl", "train/ppl", "train/loss", "train/grad_norm", "sample")
 
@@ -105,9 +105,9 @@ def test_bad_values_end_with_one_line_naming_the_option(make_cfg, capsys, overri
 
 
 @pytest.mark.parametrize("override, message", [
-    ("callbacks.dynamic_eval.segment_len=0", "callbacks.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
-    ("callbacks.dynamic_eval.lr=-1", "callbacks.dynamic_eval.lr=-1 is invalid: must be a number >= 0"),
-    ("callbacks.dynamic_eval.decay=2", "callbacks.dynamic_eval.decay=2 is invalid: must lie in [0, 1]"),
+    ("evaluation.dynamic_eval.segment_len=0", "evaluation.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
+    ("evaluation.dynamic_eval.lr=-1", "evaluation.dynamic_eval.lr=-1 is invalid: must be a number >= 0"),
+    ("evaluation.dynamic_eval.decay=2", "evaluation.dynamic_eval.decay=2 is invalid: must lie in [0, 1]"),
 ])
 def test_bad_dynamic_evaluation_options_end_with_one_line(make_cfg, capsys, override, message):
     cfg = make_cfg("experiment=best_char_lm", "model.hidden_size=8", "model.num_layers=2", override)

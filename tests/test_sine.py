@@ -15,7 +15,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.models import build_core
 from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.regressor import SequenceRegressor
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 
 def test_series_is_the_books_noisy_sine_and_reproducible():

@@ -10,7 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY
-from rnnlab.training import main_task
+from rnnlab.run.job import main_task
 
 
 def scalars(run_dir: Path):

@@ -25,10 +25,6 @@ class TextSampleLogger(L.Callback):
     def sample(self, pl_module) -> str:
         return pl_module.generate(self.prefix, self.num_tokens, temperature=self.temperature)
 
-    def summary(self, trainer, pl_module) -> dict:
-        """Final sample for metrics.json, from the trained model."""
-        return {"sample": self.sample(pl_module)}
-
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return

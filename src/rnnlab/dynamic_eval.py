@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -52,10 +50,12 @@ def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 
                     model.zero_grad(set_to_none=True)
                     (-log_probs.mean()).backward()
                     with torch.no_grad():
-                        used = [p for p in params if p.grad is not None]
-                        torch._foreach_add_(used, [p.grad for p in used], alpha=-lr)
+                        for p in params:
+                            if p.grad is not None:
+                                p.add_(p.grad, alpha=-lr)
                         if decay:
-                            torch._foreach_lerp_(params, trained, decay)
+                            for p, t in zip(params, trained):
+                                p.lerp_(t, decay)
     finally:
         model.zero_grad(set_to_none=True)
         model.load_state_dict(saved)
@@ -81,32 +81,3 @@ def check_options(segment_len: int, lr: float, decay: float, name=lambda option:
     require(isinstance(lr, (int, float)) and lr >= 0, name("lr"), "must be a number >= 0", lr)
     require(isinstance(decay, (int, float)) and 0 <= decay <= 1, name("decay"), "must lie in [0, 1]", decay)
 
-
-class DynamicEvaluation(L.Callback):
-    """After training, score the held-out stream of the best checkpoint's weights read in order as one
-    stream: `val/ppl_stream` as they are, and `val/ppl_dynamic` under dynamic evaluation."""
-
-    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options(segment_len, lr, decay, name="callbacks.dynamic_eval.{}".format)
-        self.segment_len, self.lr, self.decay = segment_len, lr, decay
-
-    def summary(self, trainer, pl_module) -> dict:
-        if not trainer.is_global_zero:
-            return {}
-        tokens = trainer.datamodule.val_tokens
-        current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)
-            pl_module.load_state_dict(torch.load(best, map_location=pl_module.device, weights_only=False)["state_dict"])
-        try:
-            result = {
-                "val/ppl_stream": dynamic_perplexity(pl_module, tokens, self.segment_len, lr=0.0),
-                "val/ppl_dynamic": dynamic_perplexity(pl_module, tokens, self.segment_len, self.lr, self.decay),
-            }
-        finally:
-            pl_module.load_state_dict(current)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                for name, value in result.items():
-                    logger.experiment.add_scalar(name, value, trainer.global_step)
-        return result

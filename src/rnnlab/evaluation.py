@@ -1,0 +1,76 @@
+"""Evaluation steps that follow training, listed in the config's `evaluation` group (chosen by the
+task): each is called once with the trained Trainer, module and data, and returns metrics for
+metrics.json (and TensorBoard)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from rnnlab.dynamic_eval import check_options, dynamic_perplexity
+from rnnlab.metrics import finite_or_none
+
+
+def best_checkpoint(trainer) -> str:
+    """The checkpoint with the best monitored metric ("" without one): what the evaluation reports."""
+    ckpt = trainer.checkpoint_callback
+    return ckpt.best_model_path if ckpt is not None else ""
+
+
+def log_scalars(trainer, values: dict[str, float]) -> None:
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            for name, value in values.items():
+                logger.experiment.add_scalar(name, value, trainer.global_step)
+
+
+class TestSplit:
+    """Lightning's test loop on the data's test part, with the weights that scored best on validation
+    (as `ckpt_path="best"` does); its logged metrics go to metrics.json."""
+
+    def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
+        best = best_checkpoint(trainer)
+        results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
+                               weights_only=False)
+        return {k: finite_or_none(v) for r in results for k, v in r.items()}
+
+
+class GeneratedSample:
+    """A continuation of `prefix` by the trained language model (greedy at temperature 0), as `sample`."""
+
+    def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, temperature: float = 0.0):
+        self.prefix, self.num_tokens, self.temperature = prefix, num_tokens, temperature
+
+    def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
+        if not trainer.is_global_zero:
+            return {}
+        return {"sample": module.generate(self.prefix, self.num_tokens, temperature=self.temperature)}
+
+
+class DynamicEvaluation:
+    """The held-out stream read in order as one stream by the best checkpoint's weights: `val/ppl_stream`
+    as they are, and `val/ppl_dynamic` under dynamic evaluation (rnnlab.dynamic_eval)."""
+
+    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
+        check_options(segment_len, lr, decay, name="evaluation.dynamic_eval.{}".format)
+        self.segment_len, self.lr, self.decay = segment_len, lr, decay
+
+    def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
+        if not trainer.is_global_zero:
+            return {}
+        tokens = datamodule.val_tokens
+        current = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        best = best_checkpoint(trainer)
+        if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)
+            module.load_state_dict(torch.load(best, map_location=module.device, weights_only=False)["state_dict"])
+        try:
+            result = {
+                "val/ppl_stream": dynamic_perplexity(module, tokens, self.segment_len, lr=0.0),
+                "val/ppl_dynamic": dynamic_perplexity(module, tokens, self.segment_len, self.lr, self.decay),
+            }
+        finally:
+            module.load_state_dict(current)
+        log_scalars(trainer, result)
+        return result
