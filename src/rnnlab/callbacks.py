@@ -134,3 +134,13 @@ class RNGStateCheckpoint(L.Callback):
         random.setstate(state_dict["python"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+def early_stopping(patience: int | None = None, **kwargs) -> L.Callback | None:
+    """Lightning's EarlyStopping on the monitored metric, or None (no callback) while `patience` is null,
+    so the config can list it switched off: `callbacks.early_stopping.patience=5` turns it on."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    if patience is None:
+        return None
+    return EarlyStopping(patience=patience, **kwargs)

@@ -150,7 +150,26 @@ def window_loader(sequence: Tensor, sampling: str, batch_size: int, num_steps: i
     sampler = make_sampler(sampling, len(sequence), batch_size, num_steps, seed=seed, trainer=trainer)
     if trainer is not None:
         sequence = sequence.to(trainer.strategy.root_device)
-    return DataLoader(WindowDataset(sequence, num_steps), sampler=sampler, batch_size=None)
+    dataset = WindowDataset(sequence, num_steps)
+    if trainer is not None and trainer.overfit_batches > 0:
+        # trainer.overfit_batches: Lightning replaces any sampler but torch's SequentialSampler by one that
+        # yields integer indices. The same first-epoch batches every epoch are what overfitting wants:
+        # a dataset of those batches, read in order by the SequentialSampler Lightning keeps.
+        return DataLoader(FixedBatches(dataset, sampler.starts(0)), batch_size=None)
+    return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+
+class FixedBatches(Dataset):
+    """Batch i is the windows at `starts[i]` (one epoch's start positions), for integer-indexing samplers."""
+
+    def __init__(self, windows: "WindowDataset", starts: Tensor):
+        self.windows, self.starts = windows, starts
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.windows[self.starts[i]]
+
+    def __len__(self) -> int:
+        return len(self.starts)
 
 
 class WindowDataset(Dataset):

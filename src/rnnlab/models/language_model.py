@@ -142,6 +142,19 @@ class LanguageModel(LeanLightningModule):
         self.log("val/ppl", ppl, prog_bar=True, sync_dist=True)
         self.log("val/loss", torch.log(ppl), sync_dist=True)
 
+    # test (the data's test split, data.test_fraction) --------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._val_state = None
+        self.val_nll.reset()
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
+        self.log("test/ppl", ppl, sync_dist=True)
+        self.log("test/loss", torch.log(ppl), sync_dist=True)
+
     # optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
         return configure_optimizers(self)

@@ -12,6 +12,7 @@ import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
 from rnnlab.errors import ConfigError
@@ -33,6 +34,9 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
+        if isinstance(cause, ImportError):  # an optional extra (a logger's package) is not installed
+            raise ConfigError(f"{name} needs a package that is not installed: "
+                              f"{str(cause).strip().splitlines()[0]}") from None
         match = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
         if isinstance(cause, TypeError) and match:
             target = get_method(node._target_)
@@ -46,8 +50,10 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
 
 
 def build_group(nodes: DictConfig | None, name: str) -> dict[str, Any]:
-    """Every non-null entry of a config group of objects (callbacks, loggers, evaluation steps), by name."""
-    return {key: build(node, f"{name}.{key}") for key, node in (nodes or {}).items() if node is not None}
+    """Every non-null entry of a config group of objects (callbacks, loggers, evaluation steps), by name;
+    a factory may return None for an entry that its options switch off (callbacks.early_stopping)."""
+    built = {key: build(node, f"{name}.{key}") for key, node in (nodes or {}).items() if node is not None}
+    return {key: obj for key, obj in built.items() if obj is not None}
 
 
 def build_run(cfg: DictConfig) -> RunParts:
@@ -56,6 +62,12 @@ def build_run(cfg: DictConfig) -> RunParts:
     datamodule.setup("fit")
     module = build(cfg.module, "module", **datamodule.module_kwargs())
     callbacks = list(build_group(cfg.get("callbacks"), "callbacks").values())
+    if cfg.trainer.get("fast_dev_run"):
+        # Lightning skips checkpoints under fast_dev_run, except ModelCheckpoint's save_last in on_train_end
+        # (2.6): without the callback no last.ckpt from one batch is left to pass for a trained model.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = list(build_group(cfg.get("logger"), "logger").values())
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -19,6 +20,8 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.loggers import TensorBoardLogger
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +29,9 @@ from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.errors import ConfigError, DivergenceError
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.outputs import flat_hparams, trained_metrics, write_metrics
+from rnnlab.run.quiet import silence_advertisements
 from rnnlab.run.resume import check_checkpoint
+from rnnlab.run.tune import find_learning_rate
 
 log = logging.getLogger(__name__)
 # Training batches are gathered on the training device from a corpus already there
@@ -36,6 +41,13 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # logged the monitored metric; Lightning warns then, and raises by itself if it is still missing
 # after a validation (a misnamed metric), so the early warning only misleads.
 warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics.*")
+silence_advertisements()
+
+
+def is_debug_run(cfg: DictConfig) -> bool:
+    """A `debug=...` preset, Lightning's fast_dev_run or overfit_batches: recorded as status "debug", never as a result."""
+    trainer = cfg.trainer
+    return bool(cfg.get("debug_run") or trainer.get("fast_dev_run") or trainer.get("overfit_batches"))
 
 
 def check_accelerator(trainer_cfg: DictConfig) -> None:
@@ -56,12 +68,25 @@ def validate_trainer_options(trainer_cfg: DictConfig) -> None:
                           "(or -1 together with a positive trainer.max_steps)")
 
 
+def trainer_error_line(message: str) -> str:
+    """Lightning's message for a fraction of batches that rounds to none, as the option and what is allowed."""
+    m = re.search(r"check ([\d.e-]+) of the `(\w+)_dataloader` but [\d.e-]+ \* (\d+) < 1", message)
+    if m:
+        limit, stage, n = m.groups()
+        return (f"trainer.limit_{stage}_batches={limit} is invalid: {limit} of {n} {stage} batches is less than one "
+                f"batch; use at least {1 / int(n):.3g} or a number of batches (an integer)")
+    return f"trainer: {message.strip().splitlines()[0]}"
+
+
 def train(parts: RunParts, ckpt_path: str | None, output_dir: Path) -> None:
     """Lightning's fit; on Ctrl-C, record the interruption and say how to resume before exiting."""
     trainer = parts.trainer
     try:
         # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=False)
+    except MisconfigurationException as e:
+        # The Trainer's checks that need the data (e.g. limit_train_batches=0.1 of 4 batches): one line.
+        raise ConfigError(trainer_error_line(str(e))) from None
     except SystemExit:
         if trainer.interrupted and trainer.is_global_zero:
             saved = [cb.path for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint) and cb.path]
@@ -85,7 +110,10 @@ def log_results(parts: RunParts, cfg: DictConfig, metrics: dict[str, Any]) -> No
     final = {f"final/{k}": v for k, v in metrics.items() if "/" in k and isinstance(v, float)
              and not k.startswith(("train/loss", "train/grad_norm", "lr-"))}
     for logger in parts.trainer.loggers:
-        logger.log_hyperparams(flat_hparams(cfg), metrics=final)
+        if isinstance(logger, TensorBoardLogger):  # `metrics=` is TensorBoard's (the HParams view) alone
+            logger.log_hyperparams(flat_hparams(cfg), metrics=final)
+        elif final:
+            logger.log_metrics(final, step=parts.trainer.global_step)
         logger.finalize("success")
 
 
@@ -101,9 +129,19 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(flat_hparams(cfg))
     check_checkpoint(cfg.get("ckpt_path"), parts.module)
 
+    tuned: dict[str, Any] = {}
+    if cfg.get("tune") and cfg.tune.get("lr_find"):
+        tuned = find_learning_rate(parts, cfg.tune, output_dir)
+        if not cfg.tune.get("apply"):
+            record = {"status": "tuned", **tuned}
+            if parts.trainer.is_global_zero:
+                write_metrics(output_dir, record)
+            return record
+
     start = time.perf_counter()
     train(parts, cfg.get("ckpt_path"), output_dir)
-    metrics: dict[str, Any] = {"status": "ok", **trained_metrics(parts.trainer)}
+    status = "debug" if is_debug_run(cfg) else "ok"
+    metrics: dict[str, Any] = {"status": status, **tuned, **trained_metrics(parts.trainer)}
     metrics.update(evaluate(parts))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["seed"] = cfg.seed
@@ -136,6 +174,15 @@ def main_task(cfg: DictConfig) -> float | None:
         sys.exit(2 if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
                if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
+    if "lr_find/suggestion" in metrics:
+        lr = metrics["lr_find/suggestion"]
+        hint = "" if metrics["status"] != "tuned" or lr is None else f"; train with it: tune.apply=true or optimizer.lr={lr:.4g}"
+        print(f"lr finder: suggested lr {lr if lr is None else format(lr, '.4g')} (configured "
+              f"{metrics['lr_find/configured']}){hint}; plot: {metrics.get('lr_find/plot')}")
+    if metrics.get("status") == "tuned":
+        return None
+    if metrics.get("status") == "debug":
+        log.info("debug run (recorded as status \"debug\", not as a result)")
     log.info("final: %s", json.dumps(summary))
     if "sample" in metrics:
         log.info("sample: %s", metrics["sample"])
