@@ -63,6 +63,8 @@ class DynamicEvaluation:
         if not trainer.is_global_zero:
             return {}
         tokens = datamodule.val_tokens
+        if trainer.fast_dev_run:  # a debug run checks that the step works: two segments, not the whole stream
+            tokens = tokens[: 2 * self.segment_len + 1]
         current = {k: v.detach().clone() for k, v in module.state_dict().items()}
         best = best_checkpoint(trainer)
         if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)
