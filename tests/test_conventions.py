@@ -55,6 +55,7 @@ def test_trainer_presets(preset, expected, tmp_path):
     assert cfg.trainer.max_epochs == 50 and cfg.trainer.use_distributed_sampler is False
 
 
+@pytest.mark.slow
 def test_trainer_ddp_cpu_trains_in_two_processes(tmp_path):
     import subprocess
     import sys

@@ -53,7 +53,8 @@ def test_every_preset_composes_and_builds(preset, tmp_path):
 
 
 @pytest.mark.parametrize("extra", ["hparams_search=lm_optuna", "launcher=joblib"]
-                         + (["launcher=slurm"] if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") else []))
+                         + (["launcher=slurm", "launcher=submitit_local"]
+                            if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") else []))
 def test_search_and_launcher_presets_compose(extra, tmp_path):
     from hydra import compose, initialize_config_dir
 

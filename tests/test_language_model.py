@@ -169,7 +169,7 @@ def test_progress_bar_shows_the_last_logged_training_loss(make_cfg):
 
     from rnnlab.callbacks import ProgressBar
 
-    cfg = make_cfg("trainer.max_steps=7", "trainer.log_every_n_steps=3", "+trainer.limit_val_batches=0",
+    cfg = make_cfg("trainer.max_steps=7", "trainer.log_every_n_steps=3", "trainer.limit_val_batches=0",
                    "trainer.enable_progress_bar=true", "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar}")
     dm = instantiate(cfg.data)
     dm.setup("fit")
