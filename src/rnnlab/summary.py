@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import yaml  # noqa: E402
 
 METRIC_COLUMNS = ("val/ppl", "best/val/ppl", "train/ppl", "val/mse", "test/mse_k1", "test/mse_k64",
                   "epochs", "tokens_per_s", "seconds")
+# Forecasting runs: the headline MASE of the model and its baselines, side by side for every horizon.
+FORECAST_COLUMN = re.compile(r"test/(naive_|snaive_)?mase_k(\d+)")
 
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
@@ -56,6 +59,8 @@ def _sort_key(metric: str):
 def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
     swept = swept_keys(rows)
     metrics = [metric] + [c for c in METRIC_COLUMNS if c != metric and any(c in r["metrics"] for r in rows)]
+    forecast = {c for r in rows for c in r["metrics"] if FORECAST_COLUMN.fullmatch(c)} - set(metrics)
+    metrics += sorted(forecast, key=lambda c: (int(FORECAST_COLUMN.fullmatch(c)[2]), FORECAST_COLUMN.fullmatch(c)[1] or ""))
     header = ["job", *swept, *metrics, "status", "error"]
     body = []
     for r in sorted(rows, key=_sort_key(metric)):
