@@ -205,9 +205,10 @@ class SequenceRegressor(LeanLightningModule):
         (t, pred), = self.rolling(levels, self.spec.val, (1,)).values()
         self.log("val/mse", ((pred - levels[t]) / self.std).pow(2).mean(), prog_bar=True)
         origin_from, score_from, end = self.spec.val
-        ks = [k for k in self.ks if max(score_from, origin_from + k) < end]
-        results = self.part_scores(levels, self.spec.val, ks)
-        self.log("val/mase", torch.stack([results[f"mase_k{k}"] for k in ks]).mean())
+        ks = [k for k in self.ks if max(score_from, origin_from + k) < end]  # the horizons the part can score
+        if ks:
+            results = self.part_scores(levels, self.spec.val, ks)
+            self.log("val/mase", torch.stack([results[f"mase_k{k}"] for k in ks]).mean())
 
     def test_step(self, batch, batch_idx):
         levels = batch["levels"]
