@@ -23,7 +23,8 @@ def load_regressor(ckpt: str | Path) -> SequenceRegressor:
     try:
         module = SequenceRegressor.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
     except Exception as e:  # not a checkpoint of this module
-        raise ConfigError(f"ckpt={str(ckpt)!r} is invalid: not a task=forecast checkpoint ({type(e).__name__})") from None
+        raise ConfigError(f"ckpt={str(ckpt)!r} is invalid: not a task=forecast checkpoint "
+                          f"({type(e).__name__})") from None
     return module.eval()
 
 

@@ -60,7 +60,7 @@ def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
     swept = swept_keys(rows)
     metrics = [metric] + [c for c in METRIC_COLUMNS if c != metric and any(c in r["metrics"] for r in rows)]
     forecast = {c for r in rows for c in r["metrics"] if FORECAST_COLUMN.fullmatch(c)} - set(metrics)
-    metrics += sorted(forecast, key=lambda c: (int(FORECAST_COLUMN.fullmatch(c)[2]), FORECAST_COLUMN.fullmatch(c)[1] or ""))
+    metrics += sorted(forecast, key=_forecast_order)
     header = ["job", *swept, *metrics, "status", "error"]
     body = []
     for r in sorted(rows, key=_sort_key(metric)):
@@ -68,6 +68,12 @@ def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
         body.append([r["job"], *(r["overrides"].get(k, "") for k in swept),
                      *(_fmt(m.get(c)) for c in metrics), m.get("status", ""), m.get("error", "")])
     return header, body
+
+
+def _forecast_order(column: str):
+    """By horizon, then model, persistence, seasonal naive."""
+    match = FORECAST_COLUMN.fullmatch(column)
+    return int(match[2]), match[1] or ""
 
 
 def _fmt(v):

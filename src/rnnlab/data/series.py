@@ -120,8 +120,7 @@ class ForecastData(L.LightningDataModule):
                                 train_end, val, test, multistep_from, season, noise, read or {})
         self.model_series = to_model_space(self.levels, mean.float(), std.float(), difference)
         self.train_series = self.model_series[: train_end - int(difference)]
-        if self.sampling != "overlapping":  # fail early if windows cannot be cut
-            make_sampler(self.sampling, len(self.train_series), self.batch_size, self.num_steps, seed=self.seed)
+        self._sampler()  # fail early if windows cannot be cut
 
     def spec(self) -> SeriesSpec:
         return self.spec_
@@ -137,10 +136,16 @@ class ForecastData(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         pass
 
+    def _sampler(self) -> Sampler:
+        """The training part's window sampler (the text samplers get the Trainer in window_loader)."""
+        if self.sampling == "overlapping":
+            return OverlappingSampler(len(self.train_series), self.batch_size, self.num_steps, self.seed)
+        return make_sampler(self.sampling, len(self.train_series), self.batch_size, self.num_steps, seed=self.seed)
+
     def train_dataloader(self) -> DataLoader:
         if self.sampling == "overlapping":
-            sampler = OverlappingSampler(len(self.train_series), self.batch_size, self.num_steps, self.seed)
-            return DataLoader(WindowDataset(self.train_series, self.num_steps), sampler=sampler, batch_size=None)
+            windows = WindowDataset(self.train_series, self.num_steps)
+            return DataLoader(windows, sampler=self._sampler(), batch_size=None)
         return window_loader(self.train_series, self.sampling, self.batch_size, self.num_steps,
                              seed=self.seed, trainer=self.trainer)
 

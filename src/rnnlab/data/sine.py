@@ -58,7 +58,7 @@ class SineDataModule(ForecastData):
         require(first_target < T, "data.T", f"is too short to score {max(ks)}-step predictions (module.ks) after "
                 f"{first_target - max(ks) + 1} observations (data.eval_context, data.tau)", T)
         self._finish(["x"], ["x"], n_train, [0, n_train, T], [0, first_target, T], n_train + tau,
-                     difference=False, scale=False, noise=self.noise)
+                     difference=False, scale=False, noise=self.noise, read={"columns": ["x"]})
 
     def describe(self) -> str:
         return (f"sine T={self.T} noise={self.noise} n_train={self.n_train} tau={self.tau}, "

@@ -22,7 +22,8 @@ class AutoregressiveMLP(Forecaster):
         require_positive_int("data.tau", tau)
         require_positive_int("model.hidden_size", hidden_size)
         self.lags, self.warmup, self.columns = tau, tau - 1, input_size
-        self.net = nn.Sequential(nn.Linear(tau * input_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, input_size))
+        self.net = nn.Sequential(nn.Linear(tau * input_size, hidden_size), nn.ReLU(),
+                                 nn.Linear(hidden_size, input_size))
         for m in self.net:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

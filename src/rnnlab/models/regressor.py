@@ -169,7 +169,7 @@ class SequenceRegressor(LeanLightningModule):
         return (self.window or 1) - 1 + self.diff
 
     def rolling(self, levels: Tensor, part: Sequence[int], ks: Sequence[int]) -> dict[int, tuple[Tensor, Tensor]]:
-        """For each k: (target times t, forecasts (n, C) from origin t - k) over a part [origin_from, score_from, end)."""
+        """Per k: (target times t, forecasts (n, C) from origins t - k) over a part [origin_from, score_from, end)."""
         origin_from, score_from, end = part
         top = max(ks)
         origins = torch.arange(max(origin_from, score_from - top, self.min_origin()), end - 1, device=levels.device)
@@ -216,7 +216,8 @@ class SequenceRegressor(LeanLightningModule):
         for name, value in self.part_scores(levels, self.spec.test, self.ks, forecasts).items():
             self.log(f"test/{name}", value)
         start = self.spec.multistep_from
-        multistep = self.forecast_levels(levels, torch.tensor([start - 1], device=levels.device), len(levels) - start)[0]
+        origin = torch.tensor([start - 1], device=levels.device)
+        multistep = self.forecast_levels(levels, origin, len(levels) - start)[0]
         if self.spec.noise is not None:
             self._log_book_metrics(batch, forecasts, multistep)
         onestep_part = [self.spec.test[0], self.spec.test[0], self.spec.test[2]]
