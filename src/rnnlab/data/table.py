@@ -43,7 +43,7 @@ def read_table(path, columns=None, target=None, time_column=None, time_format=No
     """Read and check one CSV file; see the module docstring."""
     require_choice("data.missing", missing, MISSING)
     require(path is not None and Path(path).is_file(), "data.path",
-            "no such file: give a CSV file (or data.bundled=co2|macro)", path)
+            ("" if path is None else "no such file: ") + "give a CSV file (or data.bundled=co2|macro)", path)
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
