@@ -185,5 +185,6 @@ def test_co2_gru_preset_beats_both_baselines_at_every_horizon(make_cfg, seed):
                    "callbacks.progress_bar=null", tiny=False, fast=False)
     main_task(cfg)
     m = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    beaten = {k: m[f"test/mae_k{k}"] < min(m[f"test/naive_mae_k{k}"], m[f"test/snaive_mae_k{k}"]) for k in (1, 4, 13, 52)}
+    baselines = {k: min(m[f"test/naive_mae_k{k}"], m[f"test/snaive_mae_k{k}"]) for k in (1, 4, 13, 52)}
+    beaten = {k: m[f"test/mae_k{k}"] < best for k, best in baselines.items()}
     assert all(beaten.values()), (beaten, m)
