@@ -1,0 +1,353 @@
+"""Token ids of a text file of any size: read in chunks, cleaned and mapped with numpy, no Python loop per token.
+
+The ids equal those of the reference pipeline in `rnnlab.data.text` (`tokenize(preprocess(text))`
+and `Vocab`, the book's definitions) for every preprocess mode and token kind:
+
+- characters: each chunk becomes an array of code points (bytes when the chunk is ASCII), is given
+  provisional ids in first-occurrence order through a code-point lookup table, and is counted; at
+  the end one more table maps provisional ids to the frequency-ranked vocabulary, in place;
+- `book` cleaning works on the UTF-8 bytes directly (every non-ASCII byte is a non-letter, as every
+  non-ASCII character is), carrying across chunks whether a space is still owed;
+- words: C-level `str.split`/`re.findall` and `Counter` per chunk, then a second pass maps them;
+- bytes: the bytes themselves (256 ids).
+
+Ids are kept in the narrowest integer type that holds the vocabulary (uint8, int16 or int32), so a
+100 MB character corpus needs 100-200 MB of ids, not the 800 MB of int64.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from rnnlab.data import cache
+from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab, default_corpus_path
+from rnnlab.errors import ConfigError, require_choice
+
+CHUNK_BYTES = 1 << 22  # 4 MiB: chunk temporaries stay far below the file size
+CODE_POINTS = 0x110000
+_FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+
+
+# ------------------------------------------------------------------ files and chunks
+def check_regular_file(path: str | Path | None) -> Path:
+    """The corpus path, checked with stat before any read: a FIFO or /dev/zero would block or never end."""
+    p = default_corpus_path() if path in (None, "") else Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"data.path={str(p)!r} does not exist: give a UTF-8 text file") from None
+    except OSError as e:
+        raise ConfigError(f"data.path={str(p)!r} cannot be read ({e.strerror}): give a UTF-8 text file") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        raise ConfigError(f"data.path={str(p)!r} is {kind}, not a regular file: give a UTF-8 text file")
+    return p
+
+
+def decode_utf8(raw: bytes, p: Path, offset: int, check_nul: bool) -> str:
+    """Decode one chunk, naming the file's byte offset of a NUL byte or of the first invalid sequence."""
+    if check_nul and b"\x00" in raw:
+        raise ConfigError(f"data.path={str(p)!r} looks binary (a NUL byte at byte {offset + raw.index(0)}): "
+                          "give a UTF-8 text file, or data.token=byte with data.preprocess=none")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"data.path={str(p)!r} is not UTF-8 text ({e.reason} at byte {offset + e.start}): "
+                          "convert it to UTF-8, or use data.token=byte with data.preprocess=none") from None
+
+
+def _cut_line(block: bytes) -> int:
+    """Cut after the last newline, else before the last UTF-8 lead byte (never inside a character)."""
+    i = block.rfind(b"\n")
+    if i >= 0:
+        return i + 1
+    for j in range(len(block) - 1, max(len(block) - 5, -1), -1):
+        if block[j] & 0xC0 != 0x80:
+            return j
+    return len(block)
+
+
+def _cut_space(block: bytes) -> int:
+    """Cut after the last ASCII whitespace (never inside a word); 0: read on."""
+    return max(block.rfind(b"\n"), block.rfind(b" "), block.rfind(b"\t"), block.rfind(b"\r")) + 1
+
+
+def read_chunks(p: Path, cut: Callable[[bytes], int], chunk_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(file offset, block) pairs covering the file, each block ending where `cut` allows."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    with open(p, "rb") as f:
+        carry, offset = b"", 0
+        while True:
+            data = f.read(chunk_bytes)
+            if not data:
+                if carry:
+                    yield offset, carry
+                return
+            block = carry + data if carry else data
+            end = cut(block)
+            if end <= 0:
+                carry = block
+                continue
+            yield offset, block[:end] if end < len(block) else block
+            offset, carry = offset + end, block[end:]
+
+
+# ------------------------------------------------------------------ cleaning, vectorised
+class _BookState:
+    """What the book's cleaning needs from earlier chunks to decide the space before a chunk's first letter."""
+
+    def __init__(self):
+        self.seen_letter = False      # a letter came before
+        self.gap = False              # a non-letter came after the last letter
+        self.newline = False          # a newline came after the last letter (the line ended: no space)
+
+
+def book_clean(b: np.ndarray, state: _BookState) -> np.ndarray:
+    """d2l's `re.sub('[^A-Za-z]+', ' ', line).strip().lower()` per line, lines joined, on UTF-8 bytes.
+
+    A letter is preceded by one space exactly when a non-letter separates it from the previous letter
+    and no line break lies between them (runs at a line's ends are stripped).
+    """
+    low = b | np.uint8(0x20)
+    letters = np.flatnonzero((low >= 97) & (low <= 122))
+    breaks = np.cumsum((b == 10) | (b == 13), dtype=np.int32)
+    if letters.size == 0:
+        state.gap = state.gap or b.size > 0
+        state.newline = state.newline or bool(b.size and breaks[-1])
+        return np.empty(0, np.uint8)
+    space = np.empty(letters.size, bool)
+    space[1:] = (np.diff(letters) > 1) & (breaks[letters[1:]] == breaks[letters[:-1]])
+    first = letters[0]
+    space[0] = state.seen_letter and not state.newline and breaks[first] == 0 and (state.gap or first > 0)
+    out = np.empty(letters.size + int(np.count_nonzero(space)), np.uint8)
+    where = np.arange(letters.size) + np.cumsum(space)
+    out[where] = low[letters]
+    out[where[space] - 1] = 32
+    last = letters[-1]
+    state.seen_letter, state.gap, state.newline = True, bool(last < b.size - 1), bool(breaks[-1] > breaks[last])
+    return out
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), np.uint32)
+
+
+def char_pieces(p: Path, mode: str) -> Iterator[np.ndarray]:
+    """Code points of the processed text, chunk by chunk (uint8 for ASCII chunks, else uint32).
+
+    `lower` lower-cases each chunk as one string; chunks end at a newline, which bounds the context
+    of the one context-dependent rule (Greek final sigma), so only lines over 4 MiB could differ.
+    """
+    state = _BookState()
+    for offset, block in read_chunks(p, _cut_line):
+        ascii_ = block.isascii()
+        text = decode_utf8(block, p, offset, check_nul=True) if not ascii_ or b"\x00" in block else None
+        if mode == "book":
+            yield book_clean(np.frombuffer(block, np.uint8), state)
+        elif ascii_:
+            yield np.frombuffer(block.lower() if mode == "lower" else block, np.uint8)
+        else:
+            yield _code_points(text.lower() if mode == "lower" else text)
+
+
+def byte_pieces(p: Path, mode: str) -> Iterator[np.ndarray]:
+    """UTF-8 bytes of the processed text, chunk by chunk; with `none`, the file's bytes as they are."""
+    if mode == "none":
+        for _, block in read_chunks(p, len):
+            yield np.frombuffer(block, np.uint8)
+        return
+    state = _BookState()
+    for offset, block in read_chunks(p, _cut_line):
+        text = decode_utf8(block, p, offset, check_nul=True) if not block.isascii() or b"\x00" in block else None
+        if mode == "book":
+            yield book_clean(np.frombuffer(block, np.uint8), state)
+        else:
+            yield np.frombuffer(block.lower() if text is None else text.lower().encode("utf-8"), np.uint8)
+
+
+def word_pieces(p: Path, mode: str) -> Iterator[list]:
+    """Words of the processed text, chunk by chunk: runs of ASCII letters (book, as bytes) or whitespace splits."""
+    for offset, block in read_chunks(p, _cut_space):
+        text = decode_utf8(block, p, offset, check_nul=True)
+        if mode == "book":
+            yield re.findall(rb"[a-z]+", block.lower())  # bytes.lower() touches only A-Z, as the book's
+        else:
+            yield (text.lower() if mode == "lower" else text).split()
+
+
+# ------------------------------------------------------------------ ids
+def id_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest integer type that torch indexes well and that holds ids below `vocab_size`."""
+    return np.dtype(np.uint8 if vocab_size <= 256 else np.int16 if vocab_size <= 2 ** 15 else np.int32)
+
+
+class IdBuffer:
+    """Ids appended in place, in the narrowest type that holds them so far; stops at `limit` ids."""
+
+    def __init__(self, capacity: int, limit: int | None = None):
+        self.limit = limit
+        self.capacity = max(capacity if limit is None else min(capacity, limit), 1)
+        self.buf, self.n = np.empty(self.capacity, np.uint8), 0  # untouched pages cost no memory
+
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and self.n >= self.limit
+
+    def _move(self, dtype, capacity: int) -> None:
+        new = np.empty(capacity, dtype)
+        new[:self.n] = self.buf[:self.n]
+        self.buf, self.capacity = new, capacity
+
+    def widen(self, dtype: np.dtype) -> None:
+        if dtype.itemsize > self.buf.itemsize:
+            self._move(dtype, self.capacity)
+
+    def append(self, ids: np.ndarray) -> None:
+        if self.limit is not None:
+            ids = ids[:self.limit - self.n]
+        if self.n + ids.size > self.capacity:  # only `lower` bytes can outgrow the file (İ -> i + U+0307)
+            self._move(self.buf.dtype, max(self.n + ids.size, self.capacity + self.capacity // 4))
+        self.buf[self.n:self.n + ids.size] = ids
+        self.n += ids.size
+
+    def ids(self) -> np.ndarray:
+        return self.buf[:self.n]
+
+
+class FirstOccurrenceIds:
+    """Provisional ids in first-occurrence order through a code-point table, with the count of each."""
+
+    def __init__(self):
+        self.table = np.full(CODE_POINTS, -1, np.int32)
+        self.code_points: list[np.ndarray] = []
+        self.counts = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return self.counts.size
+
+    def __call__(self, cps: np.ndarray) -> np.ndarray:
+        ids = self.table[cps]
+        new = np.flatnonzero(ids < 0)
+        if new.size:
+            cands, first = np.unique(cps[new], return_index=True)
+            cands = cands[np.argsort(first, kind="stable")]
+            self.table[cands] = np.arange(len(self), len(self) + cands.size, dtype=np.int32)
+            self.code_points.append(cands)
+            self.counts = np.concatenate([self.counts, np.zeros(cands.size, np.int64)])
+            ids = self.table[cps]
+        self.counts += np.bincount(ids, minlength=len(self))
+        return ids
+
+
+def keep_count(sorted_counts: np.ndarray, token: str, min_freq: int, max_vocab: int | None, unk: bool) -> int:
+    """How many of the frequency-sorted tokens get their own id (the rest become <unk>), or a ConfigError."""
+    n = int(np.count_nonzero(sorted_counts >= max(min_freq, 1)))
+    if n == 0:
+        raise ConfigError(f"data.min_freq={min_freq} leaves only <unk> in the vocabulary: lower it")
+    if n < sorted_counts.size and not unk:
+        raise ConfigError(f"data.min_freq={min_freq} is invalid with data.unk=false: {sorted_counts.size - n} "
+                          f"{token} tokens are rarer and may not become <unk>; lower data.min_freq or set data.unk=true")
+    if max_vocab is not None and n + 1 > max_vocab:
+        if not unk:
+            raise ConfigError(f"data.max_vocab={max_vocab} is invalid with data.unk=false: the corpus has {n} "
+                              f"distinct {token} tokens (+ <unk>); raise data.max_vocab or set data.unk=true")
+        n = max_vocab - 1
+    return n
+
+
+def _char_ids(p: Path, mode: str, min_freq: int, max_vocab: int | None, unk: bool, max_tokens: int | None):
+    ranks, out = FirstOccurrenceIds(), IdBuffer(os.stat(p).st_size, max_tokens)
+    for cps in char_pieces(p, mode):
+        ids = ranks(cps)  # counted even past max_tokens: the vocabulary covers the whole corpus
+        if not out.full:
+            out.widen(id_dtype(len(ranks) + 1))
+            out.append(ids)
+    if len(ranks) == 0:
+        return None, None
+    order = np.argsort(-ranks.counts, kind="stable")  # ties keep first-occurrence order, as the book's sort
+    counts = ranks.counts[order]
+    n = keep_count(counts, "char", min_freq, max_vocab, unk)
+    table = np.zeros(len(ranks), id_dtype(n + 1))
+    table[order[:n]] = np.arange(1, n + 1)
+    ids = out.ids()
+    final = ids if ids.dtype == table.dtype else np.empty(ids.size, table.dtype)
+    for s in range(0, ids.size, CHUNK_BYTES):
+        final[s:s + CHUNK_BYTES] = table[ids[s:s + CHUNK_BYTES]]
+    tokens = [chr(c) for c in np.concatenate(ranks.code_points)[order].tolist()]
+    return final, Vocab.from_tokens_list(["<unk>", *tokens[:n]], list(zip(tokens, counts.tolist())))
+
+
+def _word_ids(p: Path, mode: str, min_freq: int, max_vocab: int | None, unk: bool, max_tokens: int | None):
+    counter: collections.Counter = collections.Counter()
+    total = 0
+    for words in word_pieces(p, mode):
+        counter.update(words)  # insertion order is first-occurrence order
+        total += len(words)
+    if total == 0:
+        return None, None
+    freqs = sorted(counter.items(), key=lambda kv: -kv[1])
+    del counter
+    n = keep_count(np.fromiter((c for _, c in freqs), np.int64, len(freqs)), "word", min_freq, max_vocab, unk)
+    table = {tok: i for i, (tok, _) in enumerate(freqs[:n], start=1)}
+    size = total if max_tokens is None else min(total, max_tokens)
+    ids, pos = np.empty(size, id_dtype(n + 1)), 0
+    for words in word_pieces(p, mode):
+        k = min(len(words), size - pos)
+        ids[pos:pos + k] = np.fromiter(map(table.get, words[:k], itertools.repeat(0)), ids.dtype, k)
+        pos += k
+        if pos >= size:
+            break
+    if mode == "book":
+        freqs = [(tok.decode("ascii"), c) for tok, c in freqs]
+    return ids, Vocab.from_tokens_list(["<unk>", *(tok for tok, _ in freqs[:n])], freqs)
+
+
+def _byte_ids(p: Path, mode: str, max_tokens: int | None):
+    out = IdBuffer(os.stat(p).st_size, max_tokens)
+    for piece in byte_pieces(p, mode):
+        out.append(piece)
+        if out.full:
+            break
+    ids = out.ids()
+    return (ids, Vocab.from_tokens_list([chr(i) for i in range(256)])) if ids.size else (None, None)
+
+
+def load_ids(path: str | Path | None, token: str = "char", preprocess: str = "book", min_freq: int = 0,
+             max_vocab: int | None = None, unk: bool = True, max_tokens: int | None = None,
+             cache_dir: str | Path | None = None) -> tuple[np.ndarray, Vocab]:
+    """Token ids (narrowest integer numpy array) and vocabulary of a text file, through the cache if given.
+
+    The vocabulary covers the whole corpus; then the first `max_tokens` ids are kept (the book's order).
+    """
+    require_choice("data.token", token, TOKENIZERS)
+    require_choice("data.preprocess", preprocess, PREPROCESSES)
+    p = check_regular_file(path)
+    max_tokens = max_tokens or None
+    options = dict(token=token, preprocess=preprocess, min_freq=min_freq, max_vocab=max_vocab, unk=unk,
+                   max_tokens=max_tokens)
+    key = cache.entry_key(p, options) if cache_dir and os.stat(p).st_size >= cache.MIN_BYTES else None
+    if key and (hit := cache.load(cache_dir, key)) is not None:
+        return hit
+    if token == "byte":
+        ids, vocab = _byte_ids(p, preprocess, max_tokens)
+    elif token == "char":
+        ids, vocab = _char_ids(p, preprocess, min_freq, max_vocab, unk, max_tokens)
+    else:
+        ids, vocab = _word_ids(p, preprocess, min_freq, max_vocab, unk, max_tokens)
+    if ids is None:
+        hint = ("book keeps only the letters A-Z: try data.preprocess=none" if preprocess == "book" else
+                "try data.preprocess=none" if preprocess == "lower" else "give a file with text in it")
+        raise ConfigError(f"data.path={str(p)!r} is invalid: the corpus is empty after "
+                          f"data.preprocess={preprocess!r} ({hint})")
+    if key:
+        cache.save(cache_dir, key, ids, vocab)
+    return ids, vocab
