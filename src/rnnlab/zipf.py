@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         top = ", ".join(f"{sep.join(g)!r}: {c}" for g, c in table[: args.top])
         lines.append(f"top {n}-grams ({len(table)} distinct): {top}")
     report = "\n".join(lines)
-    (out / "top_tokens.txt").write_text(report + "\n")
+    (out / "top_tokens.txt").write_text(report + "\n", encoding="utf-8")  # any script, whatever the locale
     fig = zipf_figure(tables)
     fig.savefig(out / "zipf.png", dpi=120)
     from torch.utils.tensorboard import SummaryWriter
