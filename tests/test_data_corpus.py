@@ -181,3 +181,17 @@ def test_empty_corpus_names_the_mode(tmp_path, mode, content, hint):
     p.write_text(content, encoding="utf-8")
     with pytest.raises(ConfigError, match=f"the corpus is empty after data.preprocess='{mode}'.*{hint}"):
         load_ids(p, "char", mode)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_book_cleaning_of_random_text_in_random_chunks(tmp_path, monkeypatch, seed):
+    """Runs of letters, spaces, punctuation and line breaks (\\n, \\r, \\r\\n) cut anywhere: same as the book."""
+    rng = np.random.default_rng(seed)
+    text = "".join(rng.choice(list("aB  .\n\r\r\né-"), 3000).tolist())
+    p = tmp_path / "c.txt"
+    p.write_bytes(text.encode("utf-8"))
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", int(rng.integers(2, 40)))
+    ids, vocab = load_ids(p, "char", "book")
+    assert "".join(vocab.to_tokens(ids)) == "".join(preprocess(text, "book"))
+    words, wvocab = load_ids(p, "word", "book")
+    assert wvocab.to_tokens(words) == tokenize(preprocess(text, "book"), "word")

@@ -8,7 +8,7 @@ and `Vocab`, the book's definitions) for every preprocess mode and token kind:
   the end one more table maps provisional ids to the frequency-ranked vocabulary, in place;
 - `book` cleaning works on the UTF-8 bytes directly (every non-ASCII byte is a non-letter, as every
   non-ASCII character is), carrying across chunks whether a space is still owed;
-- words: C-level `str.split`/`re.findall` and `Counter` per chunk, then a second pass maps them;
+- words: C-level `str.split`/`re.findall` per chunk, provisional ids through a dict (`map` in C);
 - bytes: the bytes themselves (256 ids).
 
 Ids are kept in the narrowest integer type that holds the vocabulary (uint8, int16 or int32), so a
@@ -17,8 +17,6 @@ Ids are kept in the narrowest integer type that holds the vocabulary (uint8, int
 
 from __future__ import annotations
 
-import collections
-import itertools
 import os
 import re
 import stat
@@ -114,26 +112,31 @@ class _BookState:
 def book_clean(b: np.ndarray, state: _BookState) -> np.ndarray:
     """d2l's `re.sub('[^A-Za-z]+', ' ', line).strip().lower()` per line, lines joined, on UTF-8 bytes.
 
-    A letter is preceded by one space exactly when a non-letter separates it from the previous letter
-    and no line break lies between them (runs at a line's ends are stripped).
+    A gap of non-letters becomes one space exactly when letters lie on both sides and no line break
+    lies inside it (runs at a line's ends are stripped). Work is per gap (about one a word), not per letter.
     """
     low = b | np.uint8(0x20)
-    letters = np.flatnonzero((low >= 97) & (low <= 122))
+    is_letter = (low >= 97) & (low <= 122)
     breaks = np.flatnonzero((b == 10) | (b == 13))  # few: one a line
-    if letters.size == 0:
+    if not is_letter.any():
         state.gap = state.gap or b.size > 0
         state.newline = state.newline or breaks.size > 0
         return np.empty(0, np.uint8)
-    first, last = letters[0], letters[-1]
-    space = np.empty(letters.size, bool)
-    space[1:] = np.diff(letters) > 1
-    space[0] = state.seen_letter and not state.newline and (state.gap or first > 0)
-    space[np.searchsorted(letters, breaks[breaks < last])] = False  # the letter after a line break
-    out = np.empty(letters.size + int(np.count_nonzero(space)), np.uint8)
-    where = np.arange(letters.size) + np.cumsum(space)
-    out[where] = low[letters]
-    out[where[space] - 1] = 32
-    state.seen_letter, state.gap, state.newline = True, bool(last < b.size - 1), bool(breaks.size and breaks[-1] > last)
+    first, last = int(is_letter.argmax()), b.size - 1 - int(is_letter[::-1].argmax())
+    starts = np.flatnonzero(is_letter[:-1] & ~is_letter[1:]) + 1  # first non-letter of a gap
+    ends = np.flatnonzero(~is_letter[:-1] & is_letter[1:]) + 1    # first letter after a gap
+    starts, ends = starts[starts < last], ends[ends > first]        # gaps with letters on both sides
+    unbroken = np.searchsorted(breaks, starts) == np.searchsorted(breaks, ends)
+    lead = (state.seen_letter and not state.newline and (state.gap or first > 0)
+            and not (breaks.size and breaks[0] < first))  # the space owed before this chunk's first letter
+    spaced = np.maximum(low * is_letter, np.uint8(32))  # letters lower-cased, everything else a space
+    keep = is_letter
+    keep[starts[unbroken]] = True
+    keep[0] |= lead
+    out = spaced[keep]
+    if lead and first == 0:  # the gap lies wholly in the previous chunk
+        out = np.concatenate([np.array([32], np.uint8), out])
+    state.seen_letter, state.gap, state.newline = True, last < b.size - 1, bool(breaks.size and breaks[-1] > last)
     return out
 
 
@@ -273,42 +276,62 @@ def _char_ids(p: Path, mode: str, min_freq: int, max_vocab: int | None, unk: boo
             out.append(ids)
     if len(ranks) == 0:
         return None, None
-    order = np.argsort(-ranks.counts, kind="stable")  # ties keep first-occurrence order, as the book's sort
-    counts = ranks.counts[order]
-    n = keep_count(counts, "char", min_freq, max_vocab, unk)
-    table = np.zeros(len(ranks), id_dtype(n + 1))
+    tokens = [chr(c) for c in np.concatenate(ranks.code_points).tolist()]
+    return _ranked(ranks.counts, tokens, out.ids(), "char", min_freq, max_vocab, unk)
+
+
+def _ranked(counts: np.ndarray, tokens: list[str], ids: np.ndarray, token: str, min_freq: int,
+            max_vocab: int | None, unk: bool) -> tuple[np.ndarray, Vocab]:
+    """Provisional (first-occurrence) ids -> the vocabulary's ids, by a stable sort of the counts."""
+    order = np.argsort(-counts, kind="stable")  # ties keep first-occurrence order, as the book's sort
+    counts = counts[order]
+    n = keep_count(counts, token, min_freq, max_vocab, unk)
+    table = np.zeros(len(tokens), id_dtype(n + 1))
     table[order[:n]] = np.arange(1, n + 1)
-    ids = out.ids()
     final = ids if ids.dtype == table.dtype else np.empty(ids.size, table.dtype)
     for s in range(0, ids.size, CHUNK_BYTES):
         final[s:s + CHUNK_BYTES] = np.take(table, ids[s:s + CHUNK_BYTES])
-    tokens = [chr(c) for c in np.concatenate(ranks.code_points)[order].tolist()]
-    return final, Vocab.from_tokens_list(["<unk>", *tokens[:n]], list(zip(tokens, counts.tolist())))
+    ranked = [tokens[i] for i in order.tolist()]
+    return final, Vocab.from_tokens_list(["<unk>", *ranked[:n]], list(zip(ranked, counts.tolist())))
+
+
+class FirstOccurrenceWords:
+    """Provisional word ids in first-occurrence order through a dict, with the count of each.
+
+    Python touches each distinct word of a chunk once; the per-token lookup is `map` in C.
+    """
+
+    def __init__(self):
+        self.table: dict = {}
+        self.counts = np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __call__(self, words: list) -> np.ndarray:
+        table = self.table
+        for w in dict.fromkeys(words):  # the chunk's distinct words, in order
+            if w not in table:
+                table[w] = len(table)
+        ids = np.fromiter(map(table.__getitem__, words), np.int32, len(words))
+        self.counts = np.concatenate([self.counts, np.zeros(len(table) - self.counts.size, np.int64)])
+        self.counts += np.bincount(ids, minlength=len(table))
+        return ids
 
 
 def _word_ids(p: Path, mode: str, min_freq: int, max_vocab: int | None, unk: bool, max_tokens: int | None):
-    counter: collections.Counter = collections.Counter()
-    total = 0
+    ranks, out = FirstOccurrenceWords(), IdBuffer(os.stat(p).st_size // 2 + 1, max_tokens)
     for words in word_pieces(p, mode):
-        counter.update(words)  # insertion order is first-occurrence order
-        total += len(words)
-    if total == 0:
+        ids = ranks(words)
+        if not out.full:
+            out.widen(id_dtype(len(ranks) + 1))
+            out.append(ids)
+    if len(ranks) == 0:
         return None, None
-    freqs = sorted(counter.items(), key=lambda kv: -kv[1])
-    del counter
-    n = keep_count(np.fromiter((c for _, c in freqs), np.int64, len(freqs)), "word", min_freq, max_vocab, unk)
-    table = {tok: i for i, (tok, _) in enumerate(freqs[:n], start=1)}
-    size = total if max_tokens is None else min(total, max_tokens)
-    ids, pos = np.empty(size, id_dtype(n + 1)), 0
-    for words in word_pieces(p, mode):
-        k = min(len(words), size - pos)
-        ids[pos:pos + k] = np.fromiter(map(table.get, words[:k], itertools.repeat(0)), ids.dtype, k)
-        pos += k
-        if pos >= size:
-            break
+    words = list(ranks.table)
     if mode == "book":
-        freqs = [(tok.decode("ascii"), c) for tok, c in freqs]
-    return ids, Vocab.from_tokens_list(["<unk>", *(tok for tok, _ in freqs[:n])], freqs)
+        words = [w.decode("ascii") for w in words]
+    return _ranked(ranks.counts, words, out.ids(), "word", min_freq, max_vocab, unk)
 
 
 def _byte_ids(p: Path, mode: str, max_tokens: int | None):
