@@ -82,3 +82,17 @@ def test_byte_tokens_have_a_fixed_vocabulary(chinese):
     dm.setup("fit")
     assert dm.vocab_size == 256 and dm.module_kwargs()["token"] == "byte"
     assert bytes(torch.cat([dm.train_tokens, dm.val_tokens]).tolist()) == chinese.read_bytes()
+
+
+def test_checkpoints_from_before_the_option_process_prefixes_as_the_book(tmp_path):
+    model = LanguageModel(core=partial(build_core, "gru", hidden_size=4), vocab=["<unk>", " ", "t", "h", "e"],
+                          preprocess="lower")
+    hparams = {k: v for k, v in model.hparams.items() if k != "preprocess"}  # an older checkpoint
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": L.__version__}, tmp_path / "old.ckpt")
+    old = LanguageModel.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=False)
+    assert old.preprocess == "book" and old.prefix_indices("The, ") == [2, 3, 4, 1]
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": L.__version__}, tmp_path / "new.ckpt")
+    new = LanguageModel.load_from_checkpoint(tmp_path / "new.ckpt", weights_only=False)
+    assert new.preprocess == "lower" and new.prefix_indices("The, ") == [2, 3, 4, 0, 1]

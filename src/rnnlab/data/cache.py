@@ -36,6 +36,7 @@ def _atomic_write(target: Path, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the entry from other users' jobs
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -46,7 +46,7 @@ def check_regular_file(path: str | Path | None) -> Path:
     except OSError as e:
         raise ConfigError(f"data.path={str(p)!r} cannot be read ({e.strerror}): give a UTF-8 text file") from None
     if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
         raise ConfigError(f"data.path={str(p)!r} is {kind}, not a regular file: give a UTF-8 text file")
     return p
 
