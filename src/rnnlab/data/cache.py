@@ -60,7 +60,8 @@ def load(cache_dir: str | Path, key: str) -> tuple[np.ndarray, Vocab] | None:
     root = Path(cache_dir).expanduser()
     try:
         meta = json.loads((root / f"{key}.json").read_text(encoding="utf-8"))
-        ids = np.load(root / f"{key}.npy", allow_pickle=False)
+        # Copy-on-write map: pages are read when batches touch them, so a hit costs the hash and the vocab.
+        ids = np.load(root / f"{key}.npy", mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError):
         return None
     freqs = [tuple(tf) for tf in meta["token_freqs"]]

@@ -291,8 +291,8 @@ def _ranked(counts: np.ndarray, tokens: list[str], ids: np.ndarray, token: str, 
     final = ids if ids.dtype == table.dtype else np.empty(ids.size, table.dtype)
     for s in range(0, ids.size, CHUNK_BYTES):
         final[s:s + CHUNK_BYTES] = np.take(table, ids[s:s + CHUNK_BYTES])
-    ranked = [tokens[i] for i in order.tolist()]
-    return final, Vocab.from_tokens_list(["<unk>", *ranked[:n]], list(zip(ranked, counts.tolist())))
+    ranked = [tokens[i] for i in order[:n].tolist()]  # token_freqs: the tokens with an id (not millions of rare words)
+    return final, Vocab.from_tokens_list(["<unk>", *ranked], list(zip(ranked, counts[:n].tolist())))
 
 
 class FirstOccurrenceWords:
