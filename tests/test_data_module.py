@@ -7,7 +7,7 @@ import lightning as L
 import pytest
 import torch
 
-from rnnlab import zipf
+from rnnlab.cli import zipf
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.data.sampling import EvalStream
 from rnnlab.errors import ConfigError
