@@ -91,12 +91,21 @@ def compile_core(core: nn.Module, mode: str) -> None:
     unwarned = [mode == "reduce-overhead"]
 
     def run(x, state=None):
-        if unwarned[0] and x.device.type != "cuda":
+        graphs = mode == "reduce-overhead" and x.device.type == "cuda"
+        if unwarned[0] and not graphs:
             unwarned[0] = False
             warnings.warn(f"model.compile=reduce-overhead: CUDA graphs need a CUDA device; on {x.device.type} "
                           "the core runs compiled as model.compile=default")
+        if graphs:
+            # Each call is a new training step for CUDA graph trees; the carried state is copied out of
+            # the graphs' memory pool, which the next replay reuses (not yet measured on a GPU: see
+            # bench/gpu_check.py and tests/test_gpu.py).
+            torch.compiler.cudagraph_mark_step_begin()
         with torch._dynamo.config.patch(allow_rnn=builtin and not (lstm and x.device.type == "cpu")):
-            return compiled(x, state)
+            outputs, state = compiled(x, state)
+        if graphs:
+            state = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
+        return outputs, state
 
     core.forward = run
 
