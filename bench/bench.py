@@ -191,8 +191,9 @@ def main(argv=None):
     parser.add_argument("--scale", action="store_true", help="also the batch-size / hidden-size cost curve")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     parser.add_argument("--cores", nargs="*", default=None, help="only these cores (default: all six)")
-    parser.add_argument("--compile", default=None, metavar="MODE",
-                        help="also every core with model.compile=MODE (true, default, reduce-overhead, max-autotune)")
+    parser.add_argument("--compile", nargs="?", const="true", default=None, metavar="MODE",
+                        help="also every core with model.compile=MODE (true if no MODE; default, reduce-overhead, "
+                             "max-autotune)")
     parser.add_argument("--no-table", action="store_true", help="skip the per-core table (with --scale)")
     args = parser.parse_args(argv)
     args.compile = {"true": True, "false": False}.get(args.compile, args.compile)
