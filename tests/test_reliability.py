@@ -86,7 +86,7 @@ def test_added_unknown_key_is_named_with_the_allowed_ones(make_cfg, capsys):
     ("model.num_layers=0", "model.num_layers=0 is invalid"),
     ("model.hidden_size=1.5", "model.hidden_size=1.5 is invalid"),
     ("model.dropout=-0.1", "model.dropout=-0.1 is invalid: must lie in [0, 1)"),
-    ("model.compile=yes", "model.compile='yes' is invalid: must be true or false"),
+    ("model.compile=yes", "model.compile='yes' is invalid: must be one of false, true, default, reduce-overhead, max-autotune"),
     ("module.dropout=1.0", "module.dropout=1.0 is invalid: must lie in [0, 1)"),
     ("module.weight_drop=-0.1", "module.weight_drop=-0.1 is invalid"),
     ("data.val_fraction=1.0", "data.val_fraction=1.0 is invalid: must lie strictly between 0 and 1"),

@@ -6,15 +6,10 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-import matplotlib
-import torch
+from rnnlab.errors import ConfigError
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-
-from rnnlab.errors import ConfigError  # noqa: E402
+# matplotlib, torch and Hydra are imported where they are used: `rnnlab-zipf --help`, which reads
+# DEFAULT_CONF here, starts without them.
 
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -25,7 +20,12 @@ def ngram_counts(tokens: list[str], n: int) -> list[tuple[tuple[str, ...], int]]
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def zipf_figure(tables: dict[int, list]) -> plt.Figure:
+def zipf_figure(tables: dict[int, list]) -> "plt.Figure":  # noqa: F821
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for n, table in tables.items():
         ax.loglog(range(1, len(table) + 1), [c for _, c in table], label=["unigram", "bigram", "trigram"][n - 1])
@@ -37,6 +37,10 @@ def zipf_figure(tables: dict[int, list]) -> plt.Figure:
 
 def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], str, str]:
     """Tokens, description and token kind of the corpus the `data` config describes, via its data module."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     try:
@@ -71,5 +75,7 @@ def write_report(tokens: list[str], description: str, token_kind: str, out: Path
     with SummaryWriter(str(out / "tensorboard")) as writer:
         writer.add_figure("corpus/zipf", fig)
         writer.add_text("corpus/top_tokens", report.replace("\n", "  \n"))
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     return report
