@@ -3,6 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
+import rnnlab.run.rundir  # noqa: F401  (registers ${unique_suffix:}, used by the run directories)
 from rnnlab.run.job import main_task
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnlab.errors import require, require_choice, require_positive_int
 from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
 
 CORES = {
@@ -26,23 +25,17 @@ NONLINEARITIES = ("tanh", "relu")
 def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: int = 1,
                bidirectional: bool = False, dropout: float = 0.0, nonlinearity: str = "tanh",
                compile: bool = False) -> nn.Module:
-    """Validate the options (errors name `model.<option>`) and build a core of the given kind.
+    """Build a core of the given kind (rnnlab.schema has checked the config's options).
 
     `compile=True` compiles the core in place with torch.compile (same parameters and state_dict):
     for the scratch cores the time loop is traced once and its element-wise gate arithmetic fused,
     which on a GPU removes most of the per-step kernel launches. The first batches pay the compilation.
     """
-    require_choice("model.kind", kind, tuple(CORES))
-    require_positive_int("model.hidden_size", hidden_size)
-    require_positive_int("model.num_layers", num_layers)
-    require(isinstance(bidirectional, bool), "model.bidirectional", "must be true or false", bidirectional)
-    require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
-            "model.dropout", "must lie in [0, 1)", dropout)
+    if kind not in CORES:
+        raise ValueError(f"kind={kind!r} is not a core: one of {', '.join(CORES)}")
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, dropout=float(dropout), batch_first=True)
     if kind.startswith("rnn"):
-        require_choice("model.nonlinearity", nonlinearity, NONLINEARITIES)
         kwargs["nonlinearity"] = nonlinearity
-    require(isinstance(compile, bool), "model.compile", "must be true or false", compile)
     core = CORES[kind](input_size, hidden_size, **kwargs)
     if compile:
         core.compile(dynamic=False)
