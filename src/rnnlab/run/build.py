@@ -34,8 +34,8 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
-            # The Trainer's (or an optimizer's) own argument checks: one line that names the group.
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, ImportError)):
+            # The Trainer's (or a callback's) own argument checks, or a package an option needs: one line.
             lines = str(cause).strip().splitlines()
             raise ConfigError(f"{name}: {lines[0] if lines else type(cause).__name__}") from None
         raise
