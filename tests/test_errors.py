@@ -130,6 +130,7 @@ TRAIN = [
     (["data.min_freq=100000"], r"data.min_freq=100000 leaves only <unk>"),
     (["data.max_tokens=50"], r"is too large for a sequence of"),
     (["ckpt_path=/nonexistent.ckpt"], r"ckpt_path='/nonexistent.ckpt' is not a file"),
+    (["ckpt_path=5"], r"ckpt_path=5 is invalid: must be a checkpoint path or last, or null \(train from scratch\)"),
     # the forecasting task
     (["task=forecast", "module.rollout_steps=-1"], r"module.rollout_steps=-1 is invalid: must be an integer >= 0"),
     (["task=forecast", "module.rollout_steps=40"], r"module.rollout_steps=40 is invalid: must be smaller than data.num_steps=32"),
@@ -193,6 +194,18 @@ def test_process_bad_trainer_option_one_line_no_event_file(tmp_path):
     assert line.startswith("error: trainer.devices=0 is invalid")
     assert_refused_run(run, line)
     assert (run / ".hydra" / "config.yaml").is_file() and not (run / rundir.LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("override, line", [
+    ("trainer.precision=7", "error: Could not override 'trainer.precision'. To append to your config use +trainer.precision=7"),
+    ("model=transformer", "error: In 'train': Could not find 'model/transformer'; Available options in 'model': gru; "
+                          "gru_scratch; lstm; lstm_scratch; mlp; rnn; rnn_scratch"),
+])
+def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
+    proc = train(override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == line
+    assert not (tmp_path / "run").exists()
 
 
 def test_process_fifo_data_path_is_refused_without_reading(tmp_path):
@@ -372,10 +385,11 @@ def test_train_and_commands_share_the_error_path(capsys):
     from rnnlab.errors import error_line
 
     def bad():
-        raise ConfigError("x=1 is invalid: two lines\nsecond")
+        raise ConfigError("x=1 is invalid: two lines\n    full_key: x\nsecond")
 
     assert run(bad) == 2
-    assert capsys.readouterr().err == error_line(ConfigError("x=1 is invalid: two lines")) + "\n"
+    assert capsys.readouterr().err == "error: x=1 is invalid: two lines; second\n"
+    assert error_line(ConfigError("")) == "error: ConfigError"
 
 
 # The schema itself ---------------------------------------------------------------------------------------

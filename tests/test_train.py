@@ -60,12 +60,6 @@ def test_multirun_writes_one_directory_per_job(tmp_path):
     assert "model=rnn" in kinds[0] and "model=gru" in kinds[1]
 
 
-def test_unknown_group_option_is_hydras_message_without_traceback(tmp_path):
-    unknown = run_cli("model=transformer", f"hydra.run.dir={tmp_path / 'u'}")
-    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
-    assert "Could not find 'model/transformer'" in unknown.stderr and "lstm_scratch" in unknown.stderr
-
-
 def test_documented_overrides_reach_the_objects(make_cfg):
     from hydra.utils import instantiate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -16,10 +17,18 @@ class DivergenceError(RuntimeError):
     """Training produced a non-finite loss; the run stops instead of recording NaN as a result."""
 
 
+# Lines of Hydra's and OmegaConf's messages that say where, not what.
+_NOISE = ("full_key:", "object_type=", "reference_type=", "See https://hydra.cc",
+          "Set the environment variable HYDRA_FULL_ERROR")
+
+
 def error_line(error: BaseException) -> str:
-    """The one line every entry point (train.py and the rnnlab-* commands) prints for a user's error."""
-    lines = str(error).strip().splitlines()
-    return f"error: {lines[0] if lines else type(error).__name__}"
+    """The one line every entry point (train.py and the rnnlab-* commands) prints for a user's error;
+    a multi-line message (Hydra's, for a bad override) is joined into one."""
+    message = str(error).split("Config search path:")[0]  # Hydra's list of where it looked
+    parts = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(_NOISE)]
+    text = re.sub(r"([:.]); ", r"\1 ", "; ".join(parts)) or type(error).__name__
+    return f"error: {text}"
 
 
 def require(ok: bool, option: str, allowed: str, value: object) -> None:

@@ -286,6 +286,8 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
 PATH_RULES: dict[str, Check] = {
     "seed": SEED,
     "print_config": BOOL,
+    "ckpt_path": nullable(Rule(lambda v: isinstance(v, str) and v != "", "must be a checkpoint path or last"),
+                          "train from scratch"),
 }
 
 
