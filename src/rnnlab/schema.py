@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlab.data.sampling import SAMPLINGS
-from rnnlab.data.text import TOKENIZERS
+from rnnlab.data.series import BUNDLED, SERIES_SAMPLINGS
+from rnnlab.data.text import PREPROCESSES, TOKENIZERS
 from rnnlab.errors import ConfigError, require_regular_file
 from rnnlab.models.cores import CORES, NONLINEARITIES
 
@@ -151,6 +152,7 @@ DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lam
                  list_of(NON_NEGATIVE_INT), Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
                  allowed="must be a positive integer, -1 (all), auto, or a list of device indices")
 BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
+HORIZONS = list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons")
 BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
 
 # Options per `_target_`: one line each. ---------------------------------------------------------------
@@ -223,19 +225,26 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "token": choice(*TOKENIZERS),
     },
     "rnnlab.models.regressor.SequenceRegressor": {
-        "ks": list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons"),
+        "ks": HORIZONS,
+        "sampling": choice(*SERIES_SAMPLINGS),
+        "num_steps": POSITIVE_INT,
+        "eval_context": nullable(POSITIVE_INT, "the whole history"),
         "rollout_steps": NON_NEGATIVE_INT,
         "residual": BOOL,
     },
     "rnnlab.data.TimeMachineDataModule": {
         "path": regular_file_or_null,
         "token": choice(*TOKENIZERS),
+        "preprocess": choice(*PREPROCESSES),
         "sampling": choice(*SAMPLINGS),
         "batch_size": POSITIVE_INT,
         "num_steps": POSITIVE_INT,
         "val_fraction": OPEN_FRACTION,
         "max_tokens": nullable(NON_NEGATIVE_INT, "all; 0: all"),
         "min_freq": NON_NEGATIVE_INT,
+        "max_vocab": nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"), "no cap"),
+        "unk": BOOL,
+        "cache_dir": nullable(STRING, "no cache"),
         "val_batch_size": POSITIVE_INT,
         "seed": SEED,
     },
@@ -246,9 +255,27 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "tau": POSITIVE_INT,
         "batch_size": POSITIVE_INT,
         "num_steps": POSITIVE_INT,
-        "sampling": choice(*SAMPLINGS),
+        "sampling": choice(*SERIES_SAMPLINGS),
         "eval_context": nullable(POSITIVE_INT, "the whole history"),
+        "ks": HORIZONS,
         "mirror": BOOL,
+        "seed": SEED,
+    },
+    "rnnlab.data.series.SeriesDataModule": {
+        "path": regular_file_or_null,
+        "bundled": nullable(choice(*BUNDLED), "data.path"),
+        "time_format": nullable(STRING, "parsed as is"),
+        "missing": choice("error", "interpolate"),
+        "difference": BOOL,
+        "season": nullable(POSITIVE_INT, "no seasonal baseline"),
+        "val_fraction": OPEN_FRACTION,
+        "test_fraction": OPEN_FRACTION,
+        "batch_size": POSITIVE_INT,
+        "num_steps": POSITIVE_INT,
+        "sampling": choice(*SERIES_SAMPLINGS),
+        "tau": POSITIVE_INT,
+        "eval_context": nullable(POSITIVE_INT, "the whole history"),
+        "ks": HORIZONS,
         "seed": SEED,
     },
     "rnnlab.callbacks.TextSampleLogger": {
@@ -338,19 +365,24 @@ def _check_regressor(node: dict, path: str, cfg: DictConfig) -> None:
     rollout = node.get("rollout_steps", 0)
     if not rollout:
         return
-    model = cfg.get("model")
-    if isinstance(model, DictConfig) and _located(model.get("_target_")) is _located("rnnlab.models.mlp.AutoregressiveMLP"):
-        raise ConfigError(f"{path}.rollout_steps={rollout} is invalid: it applies to recurrent cores, not model=mlp: "
-                          "set it to 0")
     num_steps = OmegaConf.select(cfg, "data.num_steps")
     if is_int(num_steps) and rollout >= num_steps:
         raise ConfigError(f"{path}.rollout_steps={rollout} is invalid: must be smaller than data.num_steps={num_steps}")
+
+
+def _check_series(node: dict, path: str, cfg: DictConfig) -> None:
+    if node.get("path") in (None, "") and node.get("bundled") is None:
+        raise ConfigError(f"{path}.path=null is invalid: give a CSV file or {path}.bundled")
+    if node.get("val_fraction", 0.1) + node.get("test_fraction", 0.2) >= 1:
+        raise ConfigError(f"{path}.test_fraction={node.get('test_fraction')} is invalid: with {path}.val_fraction="
+                          f"{node.get('val_fraction')} it leaves no training part")
 
 
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
     "lightning.pytorch.Trainer": [_check_trainer],
     "torch.optim.SGD": [_check_sgd],
     "rnnlab.data.sine.SineDataModule": [_check_sine],
+    "rnnlab.data.series.SeriesDataModule": [_check_series],
     "rnnlab.models.regressor.SequenceRegressor": [_check_regressor],
 }
 

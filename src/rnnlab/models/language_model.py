@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import Vocab
+from rnnlab.data.text import Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
@@ -40,11 +40,12 @@ class LanguageModel(LeanLightningModule):
         embedding_dim: int | None = None,
         dropout: float = 0.0,
         weight_drop: float = 0.0,
+        preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
-        self.token = token
+        self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
         self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
         self.core = core(input_size=embedding_dim or self.vocab_size)
@@ -146,8 +147,8 @@ class LanguageModel(LeanLightningModule):
 
     # generation --------------------------------------------------------------------------------
     def prefix_indices(self, prefix: str) -> list[int]:
-        """Tokenize a prefix as the corpus was tokenized; unknown tokens map to <unk>."""
-        tokens = prefix.lower().split() if self.token == "word" else list(prefix.lower())
+        """Process and tokenize a prefix as the corpus was; unknown tokens map to <unk>."""
+        tokens = prefix_tokens(prefix, self.token, self.preprocess)
         if not tokens:
             raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
         return self.vocab[tokens]
@@ -176,5 +177,5 @@ class LanguageModel(LeanLightningModule):
         finally:
             self.train(was_training)
         new = self.vocab.to_tokens(torch.cat(out, 1)[0]) if out else []
-        sep = "" if self.token == "char" else " "
+        sep = " " if self.token == "word" else ""
         return prefix + (sep if new and sep else "") + sep.join(new)
