@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnnlab.errors import ConfigError
+
 from rnnlab.models.cores import CORES, build_core, detach_state, output_size
 from rnnlab.models.scratch import load_builtin_weights
 
@@ -75,21 +75,6 @@ def test_state_carried_across_chunks_equals_one_pass(kind):
     second, state = core(x[:, 6:], detach_state(state))
     torch.testing.assert_close(torch.cat([first, second], 1), full)
     torch.testing.assert_close(flat(state), flat(state_full))
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [(dict(kind="transformer"), "model.kind='transformer'.*lstm_scratch"),
-     (dict(hidden_size=0), "model.hidden_size=0"), (dict(hidden_size=2.5), "model.hidden_size=2.5"),
-     (dict(num_layers=-1), "model.num_layers=-1"), (dict(dropout=1.0), r"model.dropout=1.0.*\[0, 1\)"),
-     (dict(kind="rnn", nonlinearity="gelu"), "model.nonlinearity='gelu'.*tanh, relu"),
-     (dict(bidirectional="yes"), "model.bidirectional"), (dict(compile="yes"), "model.compile='yes'.*false, true, default, reduce-overhead, max-autotune"),
-     (dict(compile=1), "model.compile=1 is invalid")],
-)
-def test_bad_core_options_name_the_option(kwargs, message):
-    args = dict(kind="lstm", input_size=3, hidden_size=4) | kwargs
-    with pytest.raises(ConfigError, match=message):
-        build_core(**args)
 
 
 def sgd_losses(kind, compile, steps=3, vocab=7, hidden=8):

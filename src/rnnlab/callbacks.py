@@ -85,7 +85,8 @@ class DivergenceGuard(L.Callback):
             )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (trainer.global_step % self.every_n_steps) == 0 and outputs is not None:
+        # every_n_steps=0 (with trainer.log_every_n_steps=0): the epoch metrics only.
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and outputs is not None:
             self._check(trainer, "train/loss", outputs["loss"])
 
     def on_validation_end(self, trainer, pl_module) -> None:

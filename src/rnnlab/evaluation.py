@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from rnnlab.dynamic_eval import check_options, dynamic_perplexity
+from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.metrics import finite_or_none
 
 
@@ -56,7 +56,6 @@ class DynamicEvaluation:
     as they are, and `val/ppl_dynamic` under dynamic evaluation (rnnlab.dynamic_eval)."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options(segment_len, lr, decay, name="evaluation.dynamic_eval.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:

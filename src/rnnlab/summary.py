@@ -8,7 +8,6 @@ swept value.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from rnnlab.errors import ConfigError  # noqa: E402
+from rnnlab.run.outputs import read_metrics  # noqa: E402
 
 METRIC_COLUMNS = ("val/ppl", "best/val/ppl", "train/ppl", "val/mse", "test/mse_k1", "test/mse_k64",
                   "epochs", "tokens_per_s", "seconds")
@@ -35,9 +35,7 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
         if not overrides_file.is_file():
             continue
         overrides = dict(o.split("=", 1) for o in yaml.safe_load(overrides_file.read_text()) or [] if "=" in o)
-        metrics_file = job / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {
-            "status": "incomplete", "error": "no metrics.json: the job was interrupted or is still running"}
+        metrics = read_metrics(job / "metrics.json")
         rows.append({"job": job.name, "overrides": overrides, "metrics": metrics})
     return rows
 

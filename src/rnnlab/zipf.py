@@ -39,14 +39,14 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
     """Tokens, description and token kind of the corpus the `data` config describes, via its data module."""
     import torch
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    try:
-        dm = instantiate(cfg.data)
-    except Exception as e:  # surface the data module's own one-line error
-        raise (e.__cause__ if isinstance(e.__cause__, ConfigError) else e) from None
+    from rnnlab.run.build import build
+    from rnnlab.schema import validate
+
+    validate(cfg)
+    dm = build(cfg.data, "data")
     if not hasattr(dm, "vocab"):
         raise ConfigError("rnnlab-zipf needs a text data set (data=timemachine with any data.path)")
     dm.setup("fit")
@@ -57,9 +57,13 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
 def write_report(tokens: list[str], description: str, token_kind: str, out: Path, top: int = 10) -> str:
     """top_tokens.txt, zipf.png and a TensorBoard event file under `out`; returns the text report."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out={str(out)!r} cannot be created ({e.strerror})") from None
+        return _write_report(tokens, description, token_kind, out, top)
+    except OSError as e:  # --out under a file, or not writable
+        raise ConfigError(f"--out={str(out)!r} cannot be written ({e.strerror}): give a writable directory") from None
+
+
+def _write_report(tokens: list[str], description: str, token_kind: str, out: Path, top: int) -> str:
+    out.mkdir(parents=True, exist_ok=True)
     tables = {n: ngram_counts(tokens, n) for n in (1, 2, 3)}
     sep = "" if token_kind == "char" else " "
     lines = [f"corpus: {description}"]

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rnnlab.errors import ConfigError, require_choice
+from rnnlab.errors import ConfigError
 
 SAMPLINGS = ("random", "sequential")
 
@@ -131,7 +131,7 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
                  trainer=None) -> _WindowSampler:
     """The one place that maps `data.sampling` to a sampler class; with a Trainer, rank-aware and
     following the fit loop's epoch counter (the one Lightning passes to set_epoch, right on resume too)."""
-    require_choice("data.sampling", sampling, SAMPLINGS)
+    assert sampling in SAMPLINGS, f"sampling={sampling!r}: one of {', '.join(SAMPLINGS)} (rnnlab.schema checks data.sampling)"
     cls = RandomSampler if sampling == "random" else SequentialSampler
     if trainer is None:
         return cls(length, batch_size, num_steps, seed=seed)

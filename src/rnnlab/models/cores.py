@@ -13,7 +13,6 @@ import warnings
 import torch
 from torch import nn
 
-from rnnlab.errors import require, require_choice, require_positive_int
 from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
 
 CORES = {
@@ -30,16 +29,14 @@ COMPILE_OPTIONS = (False, True, "default", "reduce-overhead", "max-autotune")
 
 
 def compile_mode(compile) -> str | None:
-    """The torch.compile mode that a model.compile value asks for; None for eager."""
-    require(isinstance(compile, bool) or (isinstance(compile, str) and compile in COMPILE_OPTIONS), "model.compile",
-            "must be one of " + ", ".join(str(o).lower() for o in COMPILE_OPTIONS), compile)
+    """The torch.compile mode that a model.compile value asks for (rnnlab.schema checks it); None for eager."""
     return None if compile is False else "default" if compile is True else compile
 
 
 def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: int = 1,
                bidirectional: bool = False, dropout: float = 0.0, nonlinearity: str = "tanh",
                compile: bool | str = False) -> nn.Module:
-    """Validate the options (errors name `model.<option>`) and build a core of the given kind.
+    """Build a core of the given kind (rnnlab.schema has checked the config's options).
 
     `compile` (COMPILE_OPTIONS) compiles the core in place with torch.compile in that mode (same
     parameters and state_dict): for the scratch cores the time loop is traced once and its element-wise
@@ -48,15 +45,10 @@ def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: i
     replays forward and backward as CUDA graphs on a GPU; on a CPU torch.compile skips the graphs and
     it runs as `default`. The first batches pay the compilation.
     """
-    require_choice("model.kind", kind, tuple(CORES))
-    require_positive_int("model.hidden_size", hidden_size)
-    require_positive_int("model.num_layers", num_layers)
-    require(isinstance(bidirectional, bool), "model.bidirectional", "must be true or false", bidirectional)
-    require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
-            "model.dropout", "must lie in [0, 1)", dropout)
+    if kind not in CORES:
+        raise ValueError(f"kind={kind!r} is not a core: one of {', '.join(CORES)}")
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, dropout=float(dropout), batch_first=True)
     if kind.startswith("rnn"):
-        require_choice("model.nonlinearity", nonlinearity, NONLINEARITIES)
         kwargs["nonlinearity"] = nonlinearity
     mode = compile_mode(compile)
     core = CORES[kind](input_size, hidden_size, **kwargs)

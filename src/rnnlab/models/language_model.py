@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Sequence
 
@@ -11,7 +12,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from rnnlab.data.text import Vocab, prefix_tokens
-from rnnlab.errors import ConfigError, require
+from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
 from rnnlab.models.lean import LeanLightningModule
@@ -42,9 +43,6 @@ class LanguageModel(LeanLightningModule):
         preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
     ):
         super().__init__()
-        require(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "module.dropout", "must lie in [0, 1)", dropout)
-        require(isinstance(weight_drop, (int, float)) and 0 <= weight_drop < 1, "module.weight_drop",
-                "must lie in [0, 1)", weight_drop)
         self.save_hyperparameters(logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token, self.preprocess = token, preprocess
@@ -172,6 +170,8 @@ class LanguageModel(LeanLightningModule):
     def generate(self, prefix: str, num_tokens: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> str:
         """Continue `prefix` by `num_tokens`: warm up on the prefix, then argmax (temperature 0) or sample."""
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise ConfigError(f"temperature={temperature!r} is invalid: must be a finite number >= 0 (0: greedy)")
         was_training = self.training
         self.eval()
         try:

@@ -3,14 +3,12 @@ and the evaluation steps that follow training."""
 
 from __future__ import annotations
 
-import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
@@ -27,25 +25,20 @@ class RunParts:
 
 
 def build(node: DictConfig, name: str = "", **kwargs) -> Any:
-    """hydra.utils.instantiate, with a user error inside the target surfaced as one clear line."""
+    """hydra.utils.instantiate, with a user error inside the target surfaced as one clear line.
+
+    rnnlab.schema has checked every option before; this is the fallback for what only the target
+    itself can tell (the Trainer's checks of devices against the machine, for example)."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, ImportError):  # an optional extra (a logger's package) is not installed
-            raise ConfigError(f"{name} needs a package that is not installed: "
-                              f"{str(cause).strip().splitlines()[0]}") from None
-        match = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
-        if isinstance(cause, TypeError) and match:
-            target = get_method(node._target_)
-            allowed = [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
-            raise ConfigError(f"{name + '.' if name else ''}{match.group(1)} is not an option of {node._target_}: "
-                              f"allowed are {', '.join(allowed)}") from None
-        if isinstance(cause, (MisconfigurationException, ValueError)):
-            # The Trainer's (or an optimizer's) own argument checks: one line that names the group.
-            raise ConfigError(f"{name}: {str(cause).strip().splitlines()[0]}") from None
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, ImportError)):
+            # The Trainer's (or a callback's) own argument checks, or a package an option needs: one line.
+            lines = str(cause).strip().splitlines()
+            raise ConfigError(f"{name}: {lines[0] if lines else type(cause).__name__}") from None
         raise
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -26,12 +25,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks import InterruptCheckpoint
-from rnnlab.errors import ConfigError, DivergenceError
+from rnnlab.errors import USER_ERROR_EXIT, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.outputs import flat_hparams, trained_metrics, write_metrics
 from rnnlab.run.quiet import silence_advertisements
 from rnnlab.run.resume import check_checkpoint
 from rnnlab.run.tune import find_learning_rate
+from rnnlab.schema import validate
 
 log = logging.getLogger(__name__)
 # Training batches are gathered on the training device from a corpus already there
@@ -48,24 +48,6 @@ def is_debug_run(cfg: DictConfig) -> bool:
     """A `debug=...` preset, Lightning's fast_dev_run or overfit_batches: recorded as status "debug", never as a result."""
     trainer = cfg.trainer
     return bool(cfg.get("debug_run") or trainer.get("fast_dev_run") or trainer.get("overfit_batches"))
-
-
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    """Name the option when the requested accelerator is missing, before Lightning does it less clearly."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
-
-
-def validate_trainer_options(trainer_cfg: DictConfig) -> None:
-    """Options Lightning would accept silently or reject obscurely, named here."""
-    max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps", -1)
-    ok = isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and (
-        max_epochs >= 1 or (max_epochs == -1 and isinstance(max_steps, int) and max_steps > 0))
-    if not ok:
-        raise ConfigError(f"trainer.max_epochs={max_epochs!r} is invalid: must be a positive integer "
-                          "(or -1 together with a positive trainer.max_steps)")
 
 
 def trainer_error_line(message: str) -> str:
@@ -120,14 +102,13 @@ def log_results(parts: RunParts, cfg: DictConfig, metrics: dict[str, Any]) -> No
 def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """The whole job: seed, build, check, train, evaluate; returns the metrics written to metrics.json."""
     output_dir = Path(cfg.paths.output_dir)
+    validate(cfg)  # every option's type and range, before anything is built or written
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    check_accelerator(cfg.trainer)
-    validate_trainer_options(cfg.trainer)
     parts = build_run(cfg)
     log.info("data: %s", parts.datamodule.describe())
-    for logger in parts.trainer.loggers:
-        logger.log_hyperparams(flat_hparams(cfg))
     check_checkpoint(cfg.get("ckpt_path"), parts.module)
+    for logger in parts.trainer.loggers:  # the first write of an event file: after every check
+        logger.log_hyperparams(flat_hparams(cfg))
 
     tuned: dict[str, Any] = {}
     if cfg.get("tune") and cfg.tune.get("lr_find"):
@@ -170,8 +151,8 @@ def main_task(cfg: DictConfig) -> float | None:
         write_metrics(output_dir, record)
         if _is_multirun():
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2 if isinstance(e, ConfigError) else 1)
+        print(error_line(e), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
                if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
     if "lr_find/suggestion" in metrics:
