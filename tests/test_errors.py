@@ -48,7 +48,7 @@ TRAIN = [
     # the Trainer's own options
     (["trainer.devices=0"], r"trainer.devices=0 is invalid: must be a positive integer, -1 \(all\), auto"),
     (["trainer.strategy=nope"], r"trainer.strategy='nope' is invalid: allowed values are auto, ddp, "),
-    (["+trainer.precision=7"], r"trainer.precision=7 is invalid: allowed values are 64, 32, 16, .*bf16-mixed"),
+    (["trainer.precision=7"], r"trainer.precision=7 is invalid: allowed values are 64, 32, 16, .*bf16-mixed"),
     (["trainer.accelerator=tpu"], r"trainer.accelerator=tpu but no TPU is available on this machine"),
     (["trainer.accelerator=nope"], r"trainer.accelerator='nope' is invalid: allowed values are auto, cpu, gpu"),
     (["trainer.gradient_clip_algorithm=foo"], r"trainer.gradient_clip_algorithm='foo' is invalid: allowed values are norm, value"),
@@ -197,7 +197,7 @@ def test_process_bad_trainer_option_one_line_no_event_file(tmp_path):
 
 
 @pytest.mark.parametrize("override, line", [
-    ("trainer.precision=7", "error: Could not override 'trainer.precision'. To append to your config use +trainer.precision=7"),
+    ("trainer.precison=7", "error: Could not override 'trainer.precison'. To append to your config use +trainer.precison=7"),
     ("model=transformer", "error: In 'train': Could not find 'model/transformer'; Available options in 'model': gru; "
                           "gru_scratch; lstm; lstm_scratch; mlp; rnn; rnn_scratch"),
 ])
