@@ -164,7 +164,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys):
 def torch_load(path):
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def test_checkpoints_are_replaced_atomically(tmp_path):

@@ -1,7 +1,6 @@
 """The sine series: feature-label pairs, windows, rollouts with the model's own predictions, end to end."""
 
 import json
-from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -12,7 +11,6 @@ from torch import nn
 from rnnlab.data.sampling import WindowDataset
 from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
 from rnnlab.errors import ConfigError
-from rnnlab.models import build_core
 from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.run.job import main_task
@@ -47,6 +45,14 @@ def plus_one_mlp(tau):
     return mlp
 
 
+class PlusOneMLP(AutoregressiveMLP):
+    """plus_one_mlp as a class, for a plain-data core spec (rnnlab.models.spec)."""
+
+    def __init__(self, input_size):
+        super().__init__(input_size, hidden_size=2)
+        self.load_state_dict(plus_one_mlp(input_size).state_dict())
+
+
 class PlusOneCore(nn.RNN):
     """A relu RNN with one unit and h_t = x_t; with the head below the model predicts x_t + 1."""
 
@@ -61,11 +67,7 @@ class PlusOneCore(nn.RNN):
 
 @pytest.mark.parametrize("kind, context", [("mlp", 4), ("rnn", 4), ("rnn", None)])
 def test_rollout_feeds_back_its_own_predictions(kind, context):
-    if kind == "mlp":
-        core = lambda input_size: plus_one_mlp(input_size)  # noqa: E731
-        core.uses_features = True
-    else:
-        core = PlusOneCore
+    core = {"_target_": f"{__name__}.{'PlusOneMLP' if kind == 'mlp' else 'PlusOneCore'}"}
     model = SequenceRegressor(core=core, tau=3, n_train=20, T=200, context=context, noise=0.2, ks=(1,))
     if kind == "rnn":
         with torch.no_grad():
@@ -81,7 +83,7 @@ def test_rollout_feeds_back_its_own_predictions(kind, context):
 
 
 def test_free_running_training_feeds_its_own_predictions():
-    model = SequenceRegressor(core=PlusOneCore, tau=3, n_train=20, T=200, context=None, noise=0.2, ks=(1,),
+    model = SequenceRegressor(core={"_target_": f"{__name__}.PlusOneCore"}, tau=3, n_train=20, T=200, context=None, noise=0.2, ks=(1,),
                               rollout_steps=3)
     with torch.no_grad():
         model.head.weight.fill_(1.0)
@@ -98,14 +100,14 @@ def test_free_running_training_feeds_its_own_predictions():
     (dict(T=1000, ks=(1, 0)), r"module.ks=\[1, 0\] is invalid"),
 ])
 def test_evaluation_range_options_are_checked(kwargs, message):
-    args = dict(core=partial(build_core, "gru", hidden_size=4), tau=4, n_train=50, context=64, noise=0.2) | kwargs
+    args = dict(core={"kind": "gru", "hidden_size": 4}, tau=4, n_train=50, context=64, noise=0.2) | kwargs
     with pytest.raises(ConfigError, match=message):
         SequenceRegressor(**args)
 
 
 def test_rollout_steps_options_are_checked():
     with pytest.raises(ConfigError, match="module.rollout_steps"):
-        SequenceRegressor(core=partial(AutoregressiveMLP), tau=3, n_train=20, T=200, context=4,
+        SequenceRegressor(core={"_target_": "rnnlab.models.mlp.AutoregressiveMLP"}, tau=3, n_train=20, T=200, context=4,
                           noise=0.2, rollout_steps=5)
 
 
@@ -136,7 +138,7 @@ class BatchRecorder(L.Callback):
 def test_mirror_adds_the_negated_windows_to_training_batches_only(mirror):
     data = SineDataModule(T=300, n_train=200, batch_size=3, num_steps=10, sampling="sequential", eval_context=16,
                           mirror=mirror, seed=0)
-    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=4), **data.module_kwargs(), ks=(1,))
+    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, **data.module_kwargs(), ks=(1,))
     recorder = BatchRecorder()
     L.Trainer(max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

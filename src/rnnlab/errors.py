@@ -24,3 +24,7 @@ def require_positive_int(option: str, value: object) -> None:
     """Raise ConfigError unless `value` is an integer >= 1 (bools are rejected)."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     require(ok, option, "must be a positive integer", value)
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, ...); the previous checkpoint file is kept whole."""

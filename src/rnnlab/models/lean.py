@@ -1,8 +1,10 @@
-"""A LightningModule base whose per-step bookkeeping stays cheap."""
+"""The LightningModule base of rnnlab: per-step bookkeeping kept cheap, checkpoints stamped with their format."""
 
 from __future__ import annotations
 
 import lightning as L
+
+from rnnlab.models.spec import CHECKPOINT_FORMAT, FORMAT_KEY
 
 # Lightning sets `_current_fx_name` around every hook it calls (about 45 times per training step);
 # nn.Module.__setattr__ would check each against parameters, buffers and submodules (several
@@ -11,7 +13,11 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 
 
 class LeanLightningModule(L.LightningModule):
-    """LightningModule that sets Lightning's per-hook bookkeeping attributes directly."""
+    """LightningModule that sets Lightning's per-hook bookkeeping attributes directly, and marks every
+    checkpoint with the rnnlab checkpoint format (rnnlab.models.spec: plain-data hyperparameters)."""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
 
     def __setattr__(self, name, value):
         if name in _PLAIN_ATTRIBUTES:

@@ -7,7 +7,7 @@ each scored against the observed series and against the noise-free sine.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +17,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.models.cores import output_size
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
+from rnnlab.models.spec import core_from_spec, core_uses_features, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
@@ -24,22 +25,25 @@ from rnnlab.models.step_logging import is_logging_step
 class SequenceRegressor(LeanLightningModule):
     def __init__(
         self,
-        core: Callable[..., nn.Module],
+        core: Mapping[str, Any],
         tau: int,
         n_train: int,
         T: int,
         context: int | None,
         noise: float,
-        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
-        scheduler: Callable | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
         ks: Sequence[int] = (1, 4, 16, 64),
         rollout_steps: int = 0,
         residual: bool = False,
     ):
         super().__init__()
+        # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
+        core, scheduler = plain_spec(core, "module.core"), plain_spec(scheduler, "module.scheduler")
+        optimizer = plain_spec(optimizer if optimizer is not None else {"_target_": "torch.optim.Adam"}, "module.optimizer")
         self.save_hyperparameters(logger=False)
-        self.uses_features = bool(getattr(getattr(core, "func", core), "uses_features", False))
-        self.net = core(input_size=tau if self.uses_features else 1)
+        self.uses_features = core_uses_features(core)
+        self.net = core_from_spec(core, input_size=tau if self.uses_features else 1)
         self.head = None if self.uses_features else nn.Linear(output_size(self.net), 1)
         self.tau, self.n_train, self.noise_var, self.ks = tau, n_train, noise ** 2, tuple(ks)
         if not self.ks or not all(isinstance(k, int) and k >= 1 for k in self.ks):

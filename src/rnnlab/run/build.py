@@ -14,6 +14,7 @@ from hydra.utils import get_method, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
+from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
 
 
@@ -57,5 +58,6 @@ def build_run(cfg: DictConfig) -> RunParts:
     module = build(cfg.module, "module", **datamodule.module_kwargs())
     callbacks = list(build_group(cfg.get("callbacks"), "callbacks").values())
     loggers = list(build_group(cfg.get("logger"), "logger").values())
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+    # Checkpoints written beside their target, fsynced and renamed (rnnlab.checkpoint_io), on every filesystem.
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))
