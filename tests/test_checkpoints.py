@@ -140,8 +140,11 @@ def test_forecast_checkpoints_with_the_mlp_are_plain_data(tmp_path):
     run = tmp_path / "sine"
     main_task(compose_config(run, "task=forecast", "model=mlp", "trainer.max_epochs=1", tiny=False))
     hp = load(run / "checkpoints" / "last.ckpt")["hyper_parameters"]
-    assert hp["core"] == {"_target_": "rnnlab.models.mlp.AutoregressiveMLP", "hidden_size": 24}
-    assert hp["optimizer"]["_target_"] == "torch.optim.Adam" and hp["ks"] == [1, 4, 16, 64]
+    assert hp["core"] == {"_target_": "rnnlab.models.mlp.AutoregressiveMLP", "tau": 4, "hidden_size": 24}
+    assert hp["optimizer"]["_target_"] == "torch.optim.Adam" and hp["series"]["columns"] == ["x"]
+    from rnnlab.forecast import load_regressor
+
+    assert load_regressor(run / "checkpoints" / "last.ckpt").window == 4  # loaded with weights_only=True
 
 
 @pytest.mark.parametrize("build, spec, message", [

@@ -8,6 +8,7 @@ Checkpoints hold only data (rnnlab checkpoint format 2, rnnlab.models.spec): the
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -29,7 +30,14 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
-def _format_one(p: Path, option: str) -> ConfigError:
+def pickles_objects(path: Path, error: Exception) -> bool:
+    """Whether `torch.load(weights_only=True)` refused a well-formed torch.save file for the Python
+    objects pickled in it (what format-1 checkpoints hold), rather than for being no checkpoint at all."""
+    return (isinstance(error, pickle.UnpicklingError) and "Unsupported global" in str(error)
+            and zipfile.is_zipfile(path))
+
+
+def format_one_error(p: Path, option: str) -> ConfigError:
     return ConfigError(
         f"{option}={str(p)!r} is a checkpoint of rnnlab format 1 (it pickles Python objects; this version reads "
         f"format {CHECKPOINT_FORMAT}, plain data): convert it with `{CONVERT_COMMAND} {p}` if you trust the file")
@@ -43,11 +51,9 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu", option: str = "
         raise ConfigError(f"{option}={str(p)!r} is not a file: give a .ckpt from <run>/checkpoints/")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):  # a well-formed pickle of Python objects
-            raise _format_one(p, option) from None
-        raise _unreadable(p, option, e) from None
     except Exception as e:
+        if pickles_objects(p, e):
+            raise format_one_error(p, option) from None
         raise _unreadable(p, option, e) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"{option}={str(p)!r} is not a Lightning checkpoint (no state_dict in it)")
@@ -63,7 +69,7 @@ def check_format(ckpt: dict, path: str | Path, option: str = "checkpoint") -> No
     """The checkpoint must be of the format this code reads; otherwise one line says what to do."""
     version = ckpt.get(FORMAT_KEY)
     if version is None:
-        raise _format_one(Path(path), option)
+        raise format_one_error(Path(path), option)
     if version != CHECKPOINT_FORMAT:
         raise ConfigError(f"{option}={str(path)!r} is a checkpoint of rnnlab format {version}, written by another "
                           f"version of rnnlab (this one reads format {CHECKPOINT_FORMAT}): use that version")

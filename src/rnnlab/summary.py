@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,8 @@ from rnnlab.errors import ConfigError  # noqa: E402
 
 METRIC_COLUMNS = ("val/ppl", "best/val/ppl", "train/ppl", "val/mse", "test/mse_k1", "test/mse_k64",
                   "epochs", "tokens_per_s", "seconds")
+# Forecasting runs: the headline MASE of the model and its baselines, side by side for every horizon.
+FORECAST_COLUMN = re.compile(r"test/(naive_|snaive_)?mase_k(\d+)")
 
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
@@ -56,6 +59,8 @@ def _sort_key(metric: str):
 def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
     swept = swept_keys(rows)
     metrics = [metric] + [c for c in METRIC_COLUMNS if c != metric and any(c in r["metrics"] for r in rows)]
+    forecast = {c for r in rows for c in r["metrics"] if FORECAST_COLUMN.fullmatch(c)} - set(metrics)
+    metrics += sorted(forecast, key=_forecast_order)
     header = ["job", *swept, *metrics, "status", "error"]
     body = []
     for r in sorted(rows, key=_sort_key(metric)):
@@ -63,6 +68,12 @@ def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
         body.append([r["job"], *(r["overrides"].get(k, "") for k in swept),
                      *(_fmt(m.get(c)) for c in metrics), m.get("status", ""), m.get("error", "")])
     return header, body
+
+
+def _forecast_order(column: str):
+    """By horizon, then model, persistence, seasonal naive."""
+    match = FORECAST_COLUMN.fullmatch(column)
+    return int(match[2]), match[1] or ""
 
 
 def _fmt(v):

@@ -152,7 +152,7 @@ def main_task(cfg: DictConfig) -> float | None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
-               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
+               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
     log.info("final: %s", json.dumps(summary))
     if "sample" in metrics:
         log.info("sample: %s", metrics["sample"])
