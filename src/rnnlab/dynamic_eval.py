@@ -35,7 +35,7 @@ def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 
         layer.train()
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params] if decay else None
-    stream = tokens.to(params[0].device)[None]
+    stream = tokens.to(params[0].device).long()[None]  # ids may be stored narrow
     scores, state = [], None
     try:
         with torch.set_grad_enabled(lr > 0):

@@ -63,7 +63,7 @@ def write_report(tokens: list[str], description: str, token_kind: str, out: Path
         listed = ", ".join(f"{sep.join(g)!r}: {c}" for g, c in table[:top])
         lines.append(f"top {n}-grams ({len(table)} distinct): {listed}")
     report = "\n".join(lines)
-    (out / "top_tokens.txt").write_text(report + "\n")
+    (out / "top_tokens.txt").write_text(report + "\n", encoding="utf-8")  # any script, whatever the locale
     fig = zipf_figure(tables)
     fig.savefig(out / "zipf.png", dpi=120)
     from torch.utils.tensorboard import SummaryWriter

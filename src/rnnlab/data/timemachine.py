@@ -1,4 +1,4 @@
-"""The Time Machine (or any UTF-8 text) as a LightningDataModule for character or word language modelling."""
+"""The Time Machine (or any UTF-8 text) as a LightningDataModule for character, word or byte language modelling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
-from rnnlab.data.text import TOKENIZERS, Vocab, load_corpus
+from rnnlab.data.corpus import load_ids
+from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab
 from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
 
 
@@ -30,6 +31,10 @@ class TimeMachineDataModule(L.LightningDataModule):
         min_freq: int = 0,
         val_batch_size: int = 32,
         seed: int = 0,
+        preprocess: str = "book",
+        max_vocab: int | None = None,
+        unk: bool = True,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         require_choice("data.token", token, TOKENIZERS)
@@ -42,10 +47,17 @@ class TimeMachineDataModule(L.LightningDataModule):
         require(max_tokens is None or (isinstance(max_tokens, int) and max_tokens >= 0),
                 "data.max_tokens", "must be null, 0 (all) or a positive integer", max_tokens)
         require(isinstance(min_freq, int) and min_freq >= 0, "data.min_freq", "must be an integer >= 0", min_freq)
+        require_choice("data.preprocess", preprocess, PREPROCESSES)
+        require(max_vocab is None or (isinstance(max_vocab, int) and not isinstance(max_vocab, bool) and max_vocab >= 2),
+                "data.max_vocab", "must be null (no cap) or an integer >= 2 (<unk> and one token)", max_vocab)
+        require(isinstance(unk, bool), "data.unk", "must be true or false", unk)
+        require(token != "byte" or (min_freq == 0 and max_vocab is None), "data.token",
+                "byte has a fixed vocabulary of 256: leave data.min_freq=0 and data.max_vocab=null", token)
         self.save_hyperparameters(logger=False)
         self.path, self.token, self.sampling = path, token, sampling
         self.batch_size, self.num_steps, self.val_batch_size = batch_size, num_steps, val_batch_size
         self.val_fraction, self.max_tokens, self.min_freq, self.seed = val_fraction, max_tokens, min_freq, seed
+        self.preprocess, self.max_vocab, self.unk, self.cache_dir = preprocess, max_vocab, unk, cache_dir
         self.vocab: Vocab | None = None
         self.train_tokens = self.val_tokens = None
 
@@ -55,11 +67,16 @@ class TimeMachineDataModule(L.LightningDataModule):
         return self.sampling == "sequential"
 
     def prepare_corpus(self) -> None:
-        """Read, tokenize and split once; cheap enough to run in every process."""
+        """Read, tokenize and split once (or read the cache); cheap enough to run in every process.
+
+        Ids stay in the narrowest integer type (uint8/int16/int32); batches are widened when gathered.
+        """
         if self.train_tokens is not None:
             return
-        indices, self.vocab = load_corpus(self.path, self.token, self.min_freq, self.max_tokens or None)
-        corpus = torch.tensor(indices, dtype=torch.long)
+        ids, self.vocab = load_ids(self.path, token=self.token, preprocess=self.preprocess, min_freq=self.min_freq,
+                                   max_vocab=self.max_vocab, unk=self.unk, max_tokens=self.max_tokens,
+                                   cache_dir=self.cache_dir)
+        corpus = torch.from_numpy(ids)
         n_val = int(round(len(corpus) * self.val_fraction))
         if n_val < 2 or len(corpus) - n_val < 2:
             raise ConfigError(
@@ -80,17 +97,18 @@ class TimeMachineDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        batches = eval_stream_batches(self.val_tokens.to(device), self.val_batch_size, self.num_steps)
+        rows = None
         if self.trainer is not None and self.trainer.world_size > 1:
             share = -(-self.val_batch_size // self.trainer.world_size)
             rows = slice(self.trainer.global_rank * share, (self.trainer.global_rank + 1) * share)
-            batches = [(x[rows], y[rows]) for x, y in batches]
+        batches = eval_stream_batches(self.val_tokens.to(device), self.val_batch_size, self.num_steps, rows=rows)
         return DataLoader(batches, batch_size=None)
 
     def module_kwargs(self) -> dict:
-        """What the LanguageModel needs from the data: the vocabulary (in index order) and the token kind."""
+        """What the LanguageModel needs from the data: the vocabulary (in index order), the token kind and
+        the preprocessing, so that generation prefixes are processed as the corpus was."""
         self.prepare_corpus()
-        return {"vocab": list(self.vocab.idx_to_token), "token": self.token}
+        return {"vocab": list(self.vocab.idx_to_token), "token": self.token, "preprocess": self.preprocess}
 
     @property
     def vocab_size(self) -> int:
@@ -99,5 +117,6 @@ class TimeMachineDataModule(L.LightningDataModule):
 
     def describe(self) -> str:
         src = self.path or "The Time Machine (bundled)"
-        return (f"{src}: {len(self.train_tokens)} train / {len(self.val_tokens)} val {self.token} tokens, "
+        return (f"{src}: {len(self.train_tokens)} train / {len(self.val_tokens)} val {self.token} tokens "
+                f"(preprocess {self.preprocess}, {self.train_tokens.dtype}), "
                 f"vocab {len(self.vocab)}, {self.sampling} sampling, batch {self.batch_size} x {self.num_steps}")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import Vocab
+from rnnlab.data.text import Vocab, prefix_tokens
 from rnnlab.errors import ConfigError, require
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
@@ -51,6 +51,7 @@ class LanguageModel(LeanLightningModule):
         embedding_dim: int | None = None,
         dropout: float = 0.0,
         weight_drop: float = 0.0,
+        preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
     ):
         super().__init__()
         require(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "module.dropout", "must lie in [0, 1)", dropout)
@@ -63,7 +64,7 @@ class LanguageModel(LeanLightningModule):
             scheduler=plain_spec(scheduler, "module.scheduler"), embedding_dim=embedding_dim, dropout=dropout,
             weight_drop=weight_drop), logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
-        self.token = token
+        self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
         self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
         self.core = core_from_spec(self.hparams.core, input_size=embedding_dim or self.vocab_size)
@@ -187,8 +188,8 @@ class LanguageModel(LeanLightningModule):
 
     # generation --------------------------------------------------------------------------------
     def prefix_indices(self, prefix: str) -> list[int]:
-        """Tokenize a prefix as the corpus was tokenized; unknown tokens map to <unk>."""
-        tokens = prefix.lower().split() if self.token == "word" else list(prefix.lower())
+        """Process and tokenize a prefix as the corpus was; unknown tokens map to <unk>."""
+        tokens = prefix_tokens(prefix, self.token, self.preprocess)
         if not tokens:
             raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
         return self.vocab[tokens]
@@ -215,5 +216,5 @@ class LanguageModel(LeanLightningModule):
         finally:
             self.train(was_training)
         new = self.vocab.to_tokens(torch.cat(out, 1)[0]) if out else []
-        sep = "" if self.token == "char" else " "
+        sep = " " if self.token == "word" else ""
         return prefix + (sep if new and sep else "") + sep.join(new)
