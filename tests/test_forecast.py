@@ -15,7 +15,6 @@ from rnnlab.models.forecaster import Forecaster
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.summary import table
 from rnnlab.run.job import main_task
-from test_sine import PlusOneCore
 
 Y = [1.0, 2.0, 4.0, 3.0, 5.0, 8.0, 6.0, 9.0, 11.0, 10.0, 12.0, 15.0]
 

@@ -131,7 +131,7 @@ def test_sampling_generation_is_reproducible_and_uses_the_vocab():
 def test_generation_handles_unknown_and_rejects_empty_prefix():
     _, model = make()  # book preprocessing: the prefix is cleaned as the corpus was
     assert model.prefix_indices("T#é") == [model.vocab["t"], model.vocab[" "]]
-    lower = LanguageModel(core=partial(build_core, "gru", hidden_size=4), vocab=model.vocab.idx_to_token,
+    lower = LanguageModel(core={"kind": "gru", "hidden_size": 4}, vocab=model.vocab.idx_to_token,
                           preprocess="lower")
     assert lower.prefix_indices("T#é") == [model.vocab["t"], 0, 0]
     with pytest.raises(ConfigError, match="prefix=''"):

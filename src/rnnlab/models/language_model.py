@@ -62,7 +62,7 @@ class LanguageModel(LeanLightningModule):
             core=plain_spec(core, "module.core"), vocab=vocab, token=token,
             optimizer=plain_spec(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "module.optimizer"),
             scheduler=plain_spec(scheduler, "module.scheduler"), embedding_dim=embedding_dim, dropout=dropout,
-            weight_drop=weight_drop), logger=False)
+            weight_drop=weight_drop, preprocess=preprocess), logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
