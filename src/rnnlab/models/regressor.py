@@ -19,7 +19,7 @@ import math
 from typing import Any, Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
