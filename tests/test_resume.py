@@ -124,14 +124,14 @@ def test_ckpt_path_last_without_a_last_ckpt_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    ("order", "the same 27 tokens in another order (index 1 is 'e' there, ' ' here)"),
+    ("order", "the same {n} tokens in another order (index 1 is 'e' there, ' ' here)"),
     ("content", "1 tokens only in the checkpoint (e.g. '§') and 1 only in the data (e.g. 'e')"),
 ])
 def test_checkpoint_with_another_vocabulary_is_refused_naming_the_difference(run_copy, capsys, change, message):
     last = run_copy / "checkpoints" / "last.ckpt"
     ckpt = load(last)
     vocab = ckpt["hyper_parameters"]["vocab"]
-    assert len(vocab) == 27 and vocab[1:3] == [" ", "e"]
+    assert vocab[1:3] == [" ", "e"]
     if change == "order":
         vocab[1], vocab[2] = vocab[2], vocab[1]
     else:
@@ -139,7 +139,7 @@ def test_checkpoint_with_another_vocabulary_is_refused_naming_the_difference(run
     other = run_copy / "other.ckpt"
     torch.save(ckpt, other)
     line = resume_error(run_copy, capsys, f"ckpt_path={other}", "trainer.max_epochs=3")
-    assert "was trained on another vocabulary than the data's: " + message in line
+    assert "was trained on another vocabulary than the data's: " + message.format(n=len(vocab)) in line
 
 
 def test_truncated_last_ckpt_is_refused_naming_the_best_checkpoint(run_copy, capsys):
