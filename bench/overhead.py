@@ -26,7 +26,6 @@ import statistics
 import tempfile
 import time
 import warnings
-from functools import partial
 
 import lightning as L
 import torch
@@ -35,7 +34,7 @@ from torch import nn
 from bench import batches_on, project_path, raw_loop, side_by_side, timed, update
 from syncs import Phase
 from rnnlab.data import TimeMachineDataModule
-from rnnlab.models import LanguageModel, build_core
+from rnnlab.models import LanguageModel
 
 # The empty step trains on the real DataModule, whose validation loader it does not use.
 warnings.filterwarnings("ignore", message="You passed in a `val_dataloader` but have no `validation_step`")
@@ -48,7 +47,7 @@ def module_loop(kind, hidden, batches, vocab_tokens, device, seconds):
     a logging step (it never is: the Trainer does not run, its step counter stays at 0).
     """
     torch.manual_seed(0)
-    model = LanguageModel(core=partial(build_core, kind, hidden_size=hidden), vocab=vocab_tokens).to(device)
+    model = LanguageModel(core={"kind": kind, "hidden_size": hidden}, vocab=vocab_tokens).to(device)
     model.trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_checkpointing=False,
                               enable_model_summary=False)
     model.train_state.reset(carry=True)

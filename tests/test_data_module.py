@@ -1,7 +1,6 @@
 """The text DataModule on any text: narrow ids widened per batch, a lazy validation stream, Chinese
 trained and generated, Zipf statistics of it, and one-line errors for the new options."""
 
-from functools import partial
 
 import lightning as L
 import pytest
@@ -11,7 +10,7 @@ from rnnlab.cli import zipf
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.data.sampling import EvalStream
 from rnnlab.errors import ConfigError
-from rnnlab.models import LanguageModel, build_core
+from rnnlab.models import LanguageModel
 
 CHINESE = [
     "时间旅行者正在向我们讲解一个深奥的问题。",
@@ -45,7 +44,7 @@ def test_a_model_trained_on_chinese_generates_chinese(chinese):
     torch.manual_seed(0)
     dm = TimeMachineDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=10, val_batch_size=2)
     dm.setup("fit")
-    model = LanguageModel(core=partial(build_core, "gru", hidden_size=32), optimizer=partial(torch.optim.Adam, lr=0.01),
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 32}, optimizer={"_target_": "torch.optim.Adam", "lr": 0.01},
                           **dm.module_kwargs())
     L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(model, datamodule=dm)
@@ -85,14 +84,14 @@ def test_byte_tokens_have_a_fixed_vocabulary(chinese):
 
 
 def test_checkpoints_from_before_the_option_process_prefixes_as_the_book(tmp_path):
-    model = LanguageModel(core=partial(build_core, "gru", hidden_size=4), vocab=["<unk>", " ", "t", "h", "e"],
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, vocab=["<unk>", " ", "t", "h", "e"],
                           preprocess="lower")
     hparams = {k: v for k, v in model.hparams.items() if k != "preprocess"}  # an older checkpoint
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
                 "pytorch-lightning_version": L.__version__}, tmp_path / "old.ckpt")
-    old = LanguageModel.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=False)
+    old = LanguageModel.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
     assert old.preprocess == "book" and old.prefix_indices("The, ") == [2, 3, 4, 1]
     torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
                 "pytorch-lightning_version": L.__version__}, tmp_path / "new.ckpt")
-    new = LanguageModel.load_from_checkpoint(tmp_path / "new.ckpt", weights_only=False)
+    new = LanguageModel.load_from_checkpoint(tmp_path / "new.ckpt", weights_only=True)
     assert new.preprocess == "lower" and new.prefix_indices("The, ") == [2, 3, 4, 0, 1]

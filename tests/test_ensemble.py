@@ -4,7 +4,6 @@ import json
 import math
 import subprocess
 import sys
-from functools import partial
 
 import pytest
 import torch
@@ -13,14 +12,14 @@ from conftest import ROOT
 from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.ensemble import mixture_log_probs, score_ensemble
-from rnnlab.models import LanguageModel, build_core
+from rnnlab.models import LanguageModel
 
 VOCAB = list(" abcdefgh")
 
 
 def member(seed):
     torch.manual_seed(seed)
-    return LanguageModel(core=partial(build_core, "gru", hidden_size=10), vocab=VOCAB)
+    return LanguageModel(core={"kind": "gru", "hidden_size": 10}, vocab=VOCAB)
 
 
 def test_mixture_is_the_log_of_the_mean_probability():

@@ -3,7 +3,6 @@ and the rnnlab-forecast command."""
 
 import json
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -12,12 +11,10 @@ import torch
 
 from rnnlab.data.series import SeriesSpec
 from rnnlab.cli.forecast import main as forecast_main
-from rnnlab.models import build_core
 from rnnlab.models.forecaster import Forecaster
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.summary import table
 from rnnlab.run.job import main_task
-from test_sine import PlusOneCore
 
 Y = [1.0, 2.0, 4.0, 3.0, 5.0, 8.0, 6.0, 9.0, 11.0, 10.0, 12.0, 15.0]
 
@@ -29,7 +26,7 @@ def spec(columns=("y",), mean=None, std=None, difference=False, season=2, naive=
 
 
 def plus_one(**kwargs):
-    model = SequenceRegressor(core=PlusOneCore, series=spec(**kwargs), ks=(1, 2, 3), eval_context=2)
+    model = SequenceRegressor(core={"_target_": "test_sine.PlusOneCore"}, series=spec(**kwargs), ks=(1, 2, 3), eval_context=2)
     with torch.no_grad():
         model.core.head.weight.fill_(1.0)
         model.core.head.bias.fill_(1.0)
@@ -72,6 +69,9 @@ def test_without_a_season_no_seasonal_naive_is_reported():
 class ZeroForecaster(Forecaster):
     """Always predicts 0 in model space: the mean change, once scaling is undone."""
 
+    def __init__(self, input_size=None):
+        super().__init__()
+
     def forward(self, x, state=None):
         return torch.zeros_like(x), state
 
@@ -81,7 +81,7 @@ class ZeroForecaster(Forecaster):
 
 
 def test_rollout_adds_its_own_predicted_changes_to_the_last_observation():
-    model = SequenceRegressor(core=lambda input_size: ZeroForecaster(), series=spec(
+    model = SequenceRegressor(core={"_target_": f"{__name__}.ZeroForecaster"}, series=spec(
         columns=("a", "b"), mean=[0.5, -2.0], std=[3.0, 7.0], difference=True), ks=(1,), eval_context=2)
     levels = torch.tensor([[0.0, 0.0], [1.0, 5.0], [4.0, 1.0], [2.0, 9.0]])
     out = model.forecast_levels(levels, torch.tensor([2, 3]), 3)
@@ -91,7 +91,7 @@ def test_rollout_adds_its_own_predicted_changes_to_the_last_observation():
 @pytest.mark.parametrize("context", [8, None])
 def test_forecasts_read_nothing_after_their_origin(context):
     torch.manual_seed(0)
-    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=5), series=spec(
+    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 5}, series=spec(
         columns=("a", "b"), mean=[0.1, 0.2], std=[1.5, 0.5], difference=True), ks=(1,), eval_context=context)
     levels = torch.randn(40, 2).cumsum(0)
     origins = torch.tensor([12, 20])
@@ -161,7 +161,7 @@ def test_tiny_macro_run_reports_each_column_and_forecasts_next_quarters(make_cfg
 ])
 def test_forecast_command_errors_are_one_line_with_exit_2(args, message, tmp_path, capsys):
     ckpt = tmp_path / "model.ckpt"
-    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=4), series=spec(), ks=(1,))
+    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1,))
     import lightning as L
 
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)

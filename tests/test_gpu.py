@@ -117,13 +117,11 @@ def test_training_steps_do_not_wait_for_the_gpu(make_cfg):
 def test_dynamic_evaluation_adapts_a_cudnn_lstm():
     """cuDNN computes an RNN's backward pass only in training mode: dynamic evaluation keeps the core
     there with its dropout off, and adapting to a repetitive stream pays off."""
-    from functools import partial
-
     from rnnlab.dynamic_eval import dynamic_perplexity
-    from rnnlab.models import LanguageModel, build_core
+    from rnnlab.models import LanguageModel
 
     torch.manual_seed(0)
-    m = LanguageModel(core=partial(build_core, "lstm", hidden_size=16, num_layers=2, dropout=0.5),
+    m = LanguageModel(core={"kind": "lstm", "hidden_size": 16, "num_layers": 2, "dropout": 0.5},
                       vocab=list(" abcdefgh")).cuda()
     repetitive = torch.tensor([1, 2, 3, 4, 5] * 60)
     static = dynamic_perplexity(m, repetitive, segment_len=20, lr=0.0)

@@ -1,7 +1,6 @@
 """LanguageModel behaviour: state policy, clipping, exact validation perplexity, generation."""
 
 import math
-from functools import partial
 
 import lightning as L
 import pytest
@@ -11,7 +10,7 @@ from torch.nn import functional as F
 from rnnlab.data import TimeMachineDataModule
 from rnnlab.data.sampling import eval_stream_batches
 from rnnlab.errors import ConfigError
-from rnnlab.models import LanguageModel, build_core
+from rnnlab.models import LanguageModel
 
 
 def make(sampling="sequential", hidden=16, lr=1.0, kind="gru", **dm_kw):
@@ -19,7 +18,7 @@ def make(sampling="sequential", hidden=16, lr=1.0, kind="gru", **dm_kw):
     dm = TimeMachineDataModule(sampling=sampling, batch_size=4, num_steps=8, max_tokens=3000,
                                val_batch_size=3, **dm_kw)
     dm.setup("fit")
-    model = LanguageModel(core=partial(build_core, kind, hidden_size=hidden), optimizer=partial(torch.optim.SGD, lr=lr),
+    model = LanguageModel(core={"kind": kind, "hidden_size": hidden}, optimizer={"_target_": "torch.optim.SGD", "lr": lr},
                           **dm.module_kwargs())
     return dm, model
 
@@ -132,7 +131,7 @@ def test_sampling_generation_is_reproducible_and_uses_the_vocab():
 def test_generation_handles_unknown_and_rejects_empty_prefix():
     _, model = make()  # book preprocessing: the prefix is cleaned as the corpus was
     assert model.prefix_indices("T#é") == [model.vocab["t"], model.vocab[" "]]
-    lower = LanguageModel(core=partial(build_core, "gru", hidden_size=4), vocab=model.vocab.idx_to_token,
+    lower = LanguageModel(core={"kind": "gru", "hidden_size": 4}, vocab=model.vocab.idx_to_token,
                           preprocess="lower")
     assert lower.prefix_indices("T#é") == [model.vocab["t"], 0, 0]
     with pytest.raises(ConfigError, match="prefix=''"):

@@ -2,7 +2,6 @@
 
 import json
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +12,6 @@ from torch import nn
 from rnnlab.data.sampling import WindowDataset
 from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
 from rnnlab.errors import ConfigError
-from rnnlab.models import build_core
 from rnnlab.data.series import OverlappingSampler, SeriesSpec
 from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.regressor import SequenceRegressor
@@ -60,6 +58,14 @@ def plus_one_mlp(input_size, tau=3):
     return mlp
 
 
+class PlusOneMLP(AutoregressiveMLP):
+    """plus_one_mlp as a class, for a plain-data core spec (rnnlab.models.spec)."""
+
+    def __init__(self, input_size, tau=3):
+        super().__init__(input_size, tau=tau, hidden_size=2)
+        self.load_state_dict(plus_one_mlp(input_size, tau).state_dict())
+
+
 class PlusOneCore(nn.RNN):
     """A relu RNN with one unit and h_t = x_t; with the head below the model predicts x_t + 1."""
 
@@ -79,7 +85,7 @@ def plain_spec(T=200, train_end=20, first_target=12) -> dict:
 
 
 def plus_one_model(kind, context, **kwargs):
-    core = plus_one_mlp if kind == "mlp" else PlusOneCore
+    core = {"_target_": f"{__name__}.{'PlusOneMLP' if kind == 'mlp' else 'PlusOneCore'}"}
     model = SequenceRegressor(core=core, series=plain_spec(), ks=(1,), eval_context=context, **kwargs)
     if kind == "rnn":
         with torch.no_grad():
@@ -156,7 +162,7 @@ class BatchRecorder(L.Callback):
 def test_mirror_adds_the_negated_windows_to_training_batches_only(mirror):
     data = SineDataModule(T=300, n_train=200, batch_size=3, num_steps=10, sampling="sequential", eval_context=16,
                           mirror=mirror, seed=0)
-    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=4), **data.module_kwargs(), ks=(1,),
+    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, **data.module_kwargs(), ks=(1,),
                               sampling="sequential", num_steps=10, eval_context=16)
     recorder = BatchRecorder()
     L.Trainer(max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False,

@@ -1,16 +1,24 @@
-"""Callbacks that make a run readable and safe: text samples in TensorBoard, a stop on divergence."""
+"""Callbacks that make a run readable and safe: text samples in TensorBoard, a stop on divergence,
+checkpoints of every epoch, a clean stop on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import random
+import signal
+import threading
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from rnnlab.errors import DivergenceError
+from rnnlab.errors import ConfigError, DivergenceError
+
+log = logging.getLogger(__name__)
 
 
 class TextSampleLogger(L.Callback):
@@ -103,21 +111,117 @@ class DivergenceGuard(L.Callback):
                 self._check(trainer, name, value.sum())
 
 
-class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C (SIGINT), save `interrupted.ckpt` beside the other checkpoints before Lightning shuts down.
+class LastEpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose `last.ckpt` is always the state after the most recent finished epoch.
 
-    Lightning then finalizes the loggers (TensorBoard files flushed) and exits; resume with
-    `ckpt_path=<run>/checkpoints/interrupted.ckpt` (or `last.ckpt`, from the last finished epoch).
+    Lightning 2.6 writes last.ckpt in a train-epoch-end or validation-end hook only when a top-k
+    checkpoint was written at the same step ("Only save last checkpoint if a checkpoint was actually
+    saved in this step"), so with a monitored metric last.ckpt stays at the best epoch once the metric
+    stops improving. This writes it after Lightning's own saving whenever that skipped it. It calls
+    ModelCheckpoint's private `_should_skip_saving_checkpoint`, `_should_save_on_train_epoch_end`,
+    `_monitor_candidates` and `_save_last_checkpoint` (the ones its own hooks call);
+    tests/test_checkpoints.py fails if they change.
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_skipped(trainer)
+
+    def _save_last_if_skipped(self, trainer) -> None:
+        # Skips what Lightning skips (sanity check, not fitting, fast_dev_run) and a step already saved.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class InterruptCheckpoint(L.Callback):
+    """Stop cleanly on Ctrl-C (SIGINT) or SIGTERM: save `interrupted.ckpt`, from which a resume is exact.
+
+    The signal is deferred to the end of the training batch in progress, where weights, optimizer,
+    carried state and data position agree (if it is the last batch of its epoch, the epoch finishes
+    with its validation and last.ckpt, and the stop follows the next batch). The stop itself is
+    Lightning's SIGTERM mechanism: its handler (installed by the Trainer at fit start, which also
+    passes the signal to DDP workers) is called, and Lightning raises SIGTERMException at that batch
+    boundary; Lightning's SLURM requeue handler (SIGUSR1) is untouched. A second signal acts at once
+    (like Lightning without this callback; the checkpoint is then from inside a step).
+    train.py records `status: interrupted`, prints the resume hint and exits with status 1.
     """
 
     def __init__(self, dirpath: str):
         self.dirpath = dirpath
         self.path: str | None = None
+        self.signal: str | None = None  # the stop signal's name, once one arrived
+        self._pending: int | None = None
+        self._lightning_sigterm = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._pending = None
+        if threading.current_thread() is not threading.main_thread():
+            return
+        # Lightning has installed its SIGTERM handler (Trainer._run, after on_fit_start) and restores the
+        # previous handlers of every signal at teardown.
+        self._lightning_sigterm = signal.getsignal(signal.SIGTERM)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._pending is None:
+            self._pending = signum
+            self.signal = signal.Signals(signum).name
+            log.warning("%s received: stopping after this training batch (send it again to stop at once)", self.signal)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_at_lightning_boundary()
+
+    def _stop_at_lightning_boundary(self) -> None:
+        if callable(self._lightning_sigterm):
+            self._lightning_sigterm(signal.SIGTERM, None)  # sets trainer.received_sigterm
+        else:
+            raise SIGTERMException()
+
+    @property
+    def pending(self) -> bool:
+        """A stop signal arrived and training has not stopped for it (it came after the last batch)."""
+        return self._pending is not None and self.path is None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._pending is not None and batch_idx + 1 < trainer.num_training_batches:
+            self._stop_at_lightning_boundary()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            if self.signal is None:
+                self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
             self.path = f"{self.dirpath}/interrupted.ckpt"
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+
+
+class SignalAtStep(L.Callback):
+    """Fault injection for drills and tests: send `signal` (SIGINT, SIGTERM, SIGKILL, ...) to this
+    process when training is about to take optimizer step `step`, e.g.
+    `+callbacks.fault={_target_: rnnlab.callbacks.SignalAtStep, step: 120, signal: SIGTERM}`."""
+
+    def __init__(self, step: int, signal: str = "SIGINT"):
+        import signal as signals
+
+        if not hasattr(signals, str(signal)) or not str(signal).startswith("SIG"):
+            raise ConfigError(f"callbacks.signal={signal!r} is invalid: give a signal name such as SIGINT or SIGTERM")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ConfigError(f"callbacks.step={step!r} is invalid: must be an integer >= 0")
+        self.step, self.signum = step, getattr(signals, signal)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero:
+            os.kill(os.getpid(), self.signum)
 
 
 class RNGStateCheckpoint(L.Callback):

@@ -65,3 +65,7 @@ def require_regular_file(option: str, path: str | Path, wanted: str = "give a UT
                 else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
         raise ConfigError(f"{option}={str(p)!r} is {kind}, not a regular file: {wanted}")
     return p
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, ...); the previous checkpoint file is kept whole."""

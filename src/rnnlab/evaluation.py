@@ -35,7 +35,7 @@ class TestSplit:
             return {}
         best = best_checkpoint(trainer)
         results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
-                               weights_only=False)
+                               weights_only=True)
         return {k: finite_or_none(v) for r in results for k, v in r.items()}
 
 
@@ -67,7 +67,7 @@ class DynamicEvaluation:
         current = {k: v.detach().clone() for k, v in module.state_dict().items()}
         best = best_checkpoint(trainer)
         if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)
-            module.load_state_dict(torch.load(best, map_location=module.device, weights_only=False)["state_dict"])
+            module.load_state_dict(torch.load(best, map_location=module.device, weights_only=True)["state_dict"])
         try:
             result = {
                 "val/ppl_stream": dynamic_perplexity(module, tokens, self.segment_len, lr=0.0),

@@ -12,17 +12,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from rnnlab.checkpoints import format_one_error, pickles_objects
 from rnnlab.data.table import next_times, read_table
 from rnnlab.errors import ConfigError, require, require_positive_int
 from rnnlab.models.regressor import SequenceRegressor
 
 
 def load_regressor(ckpt: str | Path) -> SequenceRegressor:
-    """A trained regressor on the CPU, in evaluation mode (trusted checkpoints: they store the model factory)."""
+    """A trained regressor on the CPU, in evaluation mode (checkpoints are plain data, read with weights_only)."""
     require(Path(ckpt).is_file(), "ckpt", "no such file: give a checkpoint of task=forecast", str(ckpt))
     try:
-        module = SequenceRegressor.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+        module = SequenceRegressor.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     except Exception as e:  # not a checkpoint of this module
+        if pickles_objects(Path(ckpt), e):
+            raise format_one_error(Path(ckpt), "ckpt") from None
         raise ConfigError(f"ckpt={str(ckpt)!r} is invalid: not a task=forecast checkpoint "
                           f"({type(e).__name__})") from None
     return module.eval()

@@ -52,6 +52,19 @@ class TokenNLL:
     def perplexity(self, reduce=None) -> Tensor:
         return torch.exp(self.mean(reduce))
 
+    # checkpointing: the running sums of an epoch in progress, so a mid-epoch resume reports the same epoch metric
+    def state_dict(self) -> dict:
+        return {"nll_total": self.total, "nll_count": self.count}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.total, self.count = state_dict["nll_total"], state_dict["nll_count"]
+
+    def to(self, device) -> None:
+        if self.total is not None:
+            self.total = self.total.to(device)
+        if isinstance(self.count, Tensor):
+            self.count = self.count.to(device)
+
 
 def finite_or_none(value: float | None) -> float | None:
     """A metric fit for metrics.json: a finite float, or None (never NaN written as a score)."""

@@ -16,6 +16,10 @@ every run with the same seed repeats. The number of batches per epoch is the sam
 (the book's count at the largest offset), so progress bars and schedules see a fixed length;
 for smaller offsets the book would yield at most one more batch, which is dropped.
 
+A checkpoint saved in the middle of an epoch stores the sampler's position (`ResumableLoader`, whose
+`state_dict` Lightning's fit loop saves and restores): the resumed epoch continues with the batches
+the interrupted one had not trained on, in the same order.
+
 Under data parallelism each of `world_size` processes takes its own contiguous block of
 `batch_size` rows from a global batch of `batch_size * world_size` rows, so sequential streams
 stay continuous within every process.
@@ -38,7 +42,8 @@ class _WindowSampler(Sampler[Tensor]):
     max_offset: int  # offsets are drawn from [0, max_offset]
 
     def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 epoch_source: Callable[[], int] | None = None, device: torch.device | str | None = None):
+                 epoch_source: Callable[[], int] | None = None, device: torch.device | str | None = None,
+                 position_source: Callable[[], int] | None = None):
         self.length, self.batch_size, self.num_steps = length, batch_size, num_steps
         # Where the yielded start positions live: the epoch's starts are copied there once, so that
         # batches are gathered on the training device without a per-batch copy (and its host sync).
@@ -47,6 +52,10 @@ class _WindowSampler(Sampler[Tensor]):
         # Where to read the epoch at each iteration (the Trainer's counter): set_epoch alone is not
         # called again when Lightning resumes from a checkpoint, and the order must match the epoch.
         self.epoch, self.epoch_source = 0, epoch_source
+        # How many batches of the current epoch have been trained on (the Trainer's counter), for state_dict;
+        # a position restored by load_state_dict is skipped to by the next iteration of that epoch.
+        self.position_source = position_source
+        self._resume_at: tuple[int, int] | None = None
         if self.num_batches() < 1:
             raise ConfigError(
                 f"data.batch_size={batch_size} x data.num_steps={num_steps} is too large for a sequence of "
@@ -85,7 +94,20 @@ class _WindowSampler(Sampler[Tensor]):
         g = self._generator()
         offset = int(torch.randint(0, self.max_offset + 1, (1,), generator=g))
         starts = self.starts(offset, g)
+        if self._resume_at is not None:
+            epoch, done = self._resume_at
+            self._resume_at = None
+            if epoch == self.epoch and 0 < done < len(starts):
+                starts = starts[done:]  # the rest of an interrupted epoch, in its order
         return iter(starts if self.device is None else starts.to(self.device))
+
+    def state_dict(self) -> dict:
+        """The epoch in progress and how many of its batches were trained on."""
+        return {"epoch": self.epoch, "batches_done": self.position_source() if self.position_source else 0}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Continue an interrupted epoch: the next iteration, if of that epoch, skips the batches already done."""
+        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches_done"]))
 
 
 class RandomSampler(_WindowSampler):
@@ -135,8 +157,18 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
     cls = RandomSampler if sampling == "random" else SequentialSampler
     if trainer is None:
         return cls(length, batch_size, num_steps, seed=seed)
+    # The epoch is read when the loader is iterated. On a resume Lightning creates the first iterator
+    # in FitLoop.setup_data, before set_epoch and before FitLoop.reset/on_run_start update
+    # `trainer.current_epoch` (epoch_progress.current.completed): after an end-of-epoch checkpoint it
+    # still reads the finished epoch there, while `epoch_progress.current.processed` already is the
+    # next one (the counter Lightning itself passes to set_epoch). Measured on Lightning 2.6;
+    # tests/test_resume.py (resume from last.ckpt and from interrupted.ckpt equal an uninterrupted
+    # run) fails if this changes. The position is the epoch loop's count of trained batches
+    # (`batch_progress.current.processed`), which is what Lightning restores to on a mid-epoch resume.
+    fit_loop = trainer.fit_loop
     return cls(length, batch_size, num_steps, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size,
-               epoch_source=lambda: trainer.fit_loop.epoch_progress.current.processed,
+               epoch_source=lambda: fit_loop.epoch_progress.current.processed,
+               position_source=lambda: fit_loop.epoch_loop.batch_progress.current.processed,
                device=trainer.strategy.root_device)
 
 
@@ -156,7 +188,10 @@ def window_loader(sequence: Tensor, sampling: str, batch_size: int, num_steps: i
         # yields integer indices. The same first-epoch batches every epoch are what overfitting wants:
         # a dataset of those batches, read in order by the SequentialSampler Lightning keeps.
         return DataLoader(FixedBatches(dataset, sampler.starts(0)), batch_size=None)
-    return DataLoader(dataset, sampler=sampler, batch_size=None)
+    # Its own generator: iterating a DataLoader draws a (worker) seed from `generator`, by default the
+    # global RNG, which would shift every later dropout mask when a resumed run starts an iterator
+    # mid-epoch that the uninterrupted run did not.
+    return ResumableLoader(dataset, sampler=sampler, batch_size=None, generator=torch.Generator())
 
 
 class FixedBatches(Dataset):
@@ -170,6 +205,17 @@ class FixedBatches(Dataset):
 
     def __len__(self) -> int:
         return len(self.starts)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a window sampler, with the sampler's position as its state: Lightning's fit
+    loop stores `state_dict()` in every checkpoint and restores it before iterating on a resume."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.sampler.load_state_dict(state_dict)
 
 
 class WindowDataset(Dataset):

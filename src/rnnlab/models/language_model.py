@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Mapping
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,8 +18,13 @@ from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
+from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
+
+
+EPOCH_STATE_KEY = "rnnlab_epoch_state"
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 1.0}  # the book's
 
 
 class LanguageModel(LeanLightningModule):
@@ -28,27 +34,38 @@ class LanguageModel(LeanLightningModule):
     state is carried from batch to batch, detached every step, and reset at each epoch start; with
     random sampling every batch starts from zero. Validation walks the held-out stream with its own
     carried state and reports exact perplexity, exp of the token-weighted mean NLL.
+
+    The core, optimizer and scheduler arrive as plain-data specs (rnnlab.models.spec: config nodes
+    such as `{"kind": "lstm", "hidden_size": 256}` and `{"_target_": "torch.optim.SGD", "lr": 1.0}`)
+    and are built here, so checkpoints hold only data and load with `weights_only=True`. A checkpoint
+    saved mid-epoch also holds the epoch's carried hidden state, running training NLL and elapsed
+    time, so a resume continues the epoch exactly.
     """
 
     def __init__(
         self,
-        core: Callable[..., nn.Module],
+        core: Mapping[str, Any],
         vocab: Sequence[str],
         token: str = "char",
-        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.SGD,
-        scheduler: Callable | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
         embedding_dim: int | None = None,
         dropout: float = 0.0,
         weight_drop: float = 0.0,
         preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
     ):
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        vocab = [str(t) for t in vocab]
+        self.save_hyperparameters(dict(
+            core=plain_spec(core, "module.core"), vocab=vocab, token=token,
+            optimizer=plain_spec(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "module.optimizer"),
+            scheduler=plain_spec(scheduler, "module.scheduler"), embedding_dim=embedding_dim, dropout=dropout,
+            weight_drop=weight_drop, preprocess=preprocess), logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
         self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
-        self.core = core(input_size=embedding_dim or self.vocab_size)
+        self.core = core_from_spec(self.hparams.core, input_size=embedding_dim or self.vocab_size)
         self.head = nn.Linear(output_size(self.core), self.vocab_size)
         # Dropout on the core's input (an embedding's output) and on its outputs before the head,
         # as in pytorch/examples' word_language_model; the core's own dropout acts between layers.
@@ -87,6 +104,28 @@ class LanguageModel(LeanLightningModule):
         self.train_nll.reset()
         self._train_seconds = None
         self._epoch_t0 = time.perf_counter()
+
+    def on_train_start(self) -> None:
+        # A mid-epoch checkpoint's carried state and sums (on_load_checkpoint) move to the training device.
+        self.train_state.to(self.device)
+        self.train_nll.to(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Also store the epoch in progress (state, running NLL, elapsed time): a mid-epoch resume is exact."""
+        super().on_save_checkpoint(checkpoint)
+        elapsed = None if self._epoch_t0 is None else (
+            self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._epoch_t0)
+        checkpoint[EPOCH_STATE_KEY] = {**self.train_state.state_dict(), **self.train_nll.state_dict(),
+                                       "train_seconds": elapsed}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        epoch_state = checkpoint.get(EPOCH_STATE_KEY)
+        if epoch_state is None:
+            return
+        self.train_state.load_state_dict(epoch_state)
+        self.train_nll.load_state_dict(epoch_state)
+        if epoch_state.get("train_seconds") is not None:
+            self._epoch_t0, self._train_seconds = time.perf_counter() - epoch_state["train_seconds"], None
 
     def training_step(self, batch, batch_idx):
         x, y = batch

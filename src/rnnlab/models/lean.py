@@ -1,10 +1,11 @@
-"""A LightningModule base whose per-step bookkeeping stays cheap."""
+"""The LightningModule base of rnnlab: per-step bookkeeping kept cheap, checkpoints stamped with their format."""
 
 from __future__ import annotations
 
 import lightning as L
 
 from rnnlab.models.optim import configured_lr
+from rnnlab.models.spec import CHECKPOINT_FORMAT, FORMAT_KEY
 
 # Lightning sets `_current_fx_name` around every hook it calls (about 45 times per training step);
 # nn.Module.__setattr__ would check each against parameters, buffers and submodules (several
@@ -28,6 +29,9 @@ class LeanLightningModule(L.LightningModule):
     @lr.setter
     def lr(self, value: float | None) -> None:
         self._lr_override = value
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[FORMAT_KEY] = CHECKPOINT_FORMAT
 
     def __setattr__(self, name, value):
         if name in _PLAIN_ATTRIBUTES:

@@ -16,10 +16,10 @@ of the model and, by the same code, of persistence (y_t = y_{t-k}) and seasonal 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
@@ -27,6 +27,7 @@ from rnnlab.errors import require
 from rnnlab.models.forecaster import as_forecaster
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
+from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import is_logging_step
 
@@ -51,10 +52,10 @@ def seasonal_naive(levels: Tensor, targets: Tensor, k: int, season: int) -> Tens
 class SequenceRegressor(LeanLightningModule):
     def __init__(
         self,
-        core: Callable[..., nn.Module],
+        core: Mapping[str, Any],
         series: dict,
-        optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
-        scheduler: Callable | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
         ks: Sequence[int] = (1, 4, 16, 64),
         sampling: str = "random",
         num_steps: int = 32,
@@ -63,10 +64,13 @@ class SequenceRegressor(LeanLightningModule):
         residual: bool = False,
     ):
         super().__init__()
+        # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
+        core, scheduler = plain_spec(core, "module.core"), plain_spec(scheduler, "module.scheduler")
+        optimizer = plain_spec(optimizer if optimizer is not None else {"_target_": "torch.optim.Adam"}, "module.optimizer")
         self.save_hyperparameters(logger=False)
         self.spec = SeriesSpec(**series)
         columns = len(self.spec.columns)
-        self.core = as_forecaster(core(input_size=columns), columns)
+        self.core = as_forecaster(core_from_spec(core, input_size=columns), columns)
         self.ks = tuple(ks)
         require(bool(self.ks) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks),
                 "module.ks", "give positive integer horizons", list(self.ks))

@@ -25,3 +25,16 @@ class CarriedState:
     def keep(self, state) -> None:
         if self.carry:
             self.state = detach_state(state)
+
+    # checkpointing: a mid-epoch resume continues from the carried state, as an uninterrupted run does
+    def state_dict(self) -> dict:
+        return {"carry": self.carry, "state": self.state}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.carry, self.state = bool(state_dict["carry"]), state_dict["state"]
+
+    def to(self, device) -> None:
+        if isinstance(self.state, tuple):
+            self.state = tuple(s.to(device) for s in self.state)
+        elif self.state is not None:
+            self.state = self.state.to(device)

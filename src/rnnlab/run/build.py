@@ -13,6 +13,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
+from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
 
 
@@ -62,5 +63,6 @@ def build_run(cfg: DictConfig) -> RunParts:
     if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = list(build_group(cfg.get("logger"), "logger").values())
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
+    # Checkpoints written beside their target, fsynced and renamed (rnnlab.checkpoint_io), on every filesystem.
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))

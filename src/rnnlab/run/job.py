@@ -1,9 +1,12 @@
 """The task function behind `train.py`: build everything from the Hydra config, train, evaluate,
 write metrics.json.
 
-Errors a user can fix (ConfigError) and divergence (DivergenceError) end a single run with one
-line on stderr and a metrics.json that records the failure; inside a multirun they are re-raised
-so Hydra marks that job failed while the other jobs go on.
+Errors a user can fix (ConfigError), divergence (DivergenceError) and a checkpoint that cannot be
+written (CheckpointWriteError, e.g. a full disk) end a single run with one line on stderr and a
+metrics.json that records the failure; inside a multirun they are re-raised so Hydra marks that job
+failed while the other jobs go on. Ctrl-C and SIGTERM stop training at a batch boundary with
+interrupted.ckpt (rnnlab.callbacks.InterruptCheckpoint), `status: interrupted` and exit status 1.
+Resuming a finished run changes nothing and exits 0 (rnnlab.run.resume.FinishedRun).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks import InterruptCheckpoint
-from rnnlab.errors import USER_ERROR_EXIT, ConfigError, DivergenceError, error_line
+from rnnlab.checkpoint_io import remove_stale_temporaries
+from rnnlab.errors import USER_ERROR_EXIT, CheckpointWriteError, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.outputs import flat_hparams, trained_metrics, write_metrics
 from rnnlab.run.quiet import silence_advertisements
-from rnnlab.run.resume import check_checkpoint
+from rnnlab.run.resume import FinishedRun, check_checkpoint, checkpoint_dir
 from rnnlab.run.tune import find_learning_rate
 from rnnlab.schema import validate
 
@@ -61,22 +65,29 @@ def trainer_error_line(message: str) -> str:
 
 
 def train(parts: RunParts, ckpt_path: str | None, output_dir: Path) -> None:
-    """Lightning's fit; on Ctrl-C, record the interruption and say how to resume before exiting."""
+    """Lightning's fit; on Ctrl-C or SIGTERM, record the interruption and say how to resume, exit status 1."""
     trainer = parts.trainer
+    interrupt = next((cb for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint)), None)
     try:
-        # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
-        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=False)
+        # Checkpoints hold only data (rnnlab.models.spec): loaded without unpickling code.
+        trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=True)
     except MisconfigurationException as e:
         # The Trainer's checks that need the data (e.g. limit_train_batches=0.1 of 4 batches): one line.
         raise ConfigError(trainer_error_line(str(e))) from None
-    except SystemExit:
-        if trainer.interrupted and trainer.is_global_zero:
-            saved = [cb.path for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint) and cb.path]
-            hint = f"; resume with ckpt_path={saved[0]}" if saved else ""
-            write_metrics(output_dir, {"status": "interrupted", "epochs": trainer.current_epoch,
-                                       "global_step": trainer.global_step, "checkpoint": saved[0] if saved else None})
-            print(f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}{hint}", file=sys.stderr)
-        raise
+    except SystemExit as e:  # Lightning's exit after KeyboardInterrupt, or its SIGTERMException
+        if not trainer.interrupted:
+            raise
+        if trainer.is_global_zero:
+            saved = interrupt.path if interrupt is not None else None
+            hint = f"; resume with ckpt_path={saved}" if saved else ""
+            write_metrics(output_dir, {"status": "interrupted", "signal": interrupt.signal if interrupt else None,
+                                       "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+                                       "checkpoint": saved})
+            by = f" by {interrupt.signal}" if interrupt is not None and interrupt.signal else ""
+            print(f"interrupted{by} at epoch {trainer.current_epoch}, step {trainer.global_step}{hint}", file=sys.stderr)
+        raise SystemExit(1) from e
+    if interrupt is not None and interrupt.pending:
+        log.warning("%s arrived after the last training batch: training is complete, finishing the run", interrupt.signal)
 
 
 def evaluate(parts: RunParts) -> dict[str, Any]:
@@ -106,7 +117,9 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build_run(cfg)
     log.info("data: %s", parts.datamodule.describe())
-    check_checkpoint(cfg.get("ckpt_path"), parts.module)
+    # Before anything is written: a refused resume leaves the run directory as it was.
+    ckpt_path = check_checkpoint(cfg.get("ckpt_path"), parts.module, parts.trainer, output_dir)
+    remove_stale_temporaries(checkpoint_dir(parts.trainer, output_dir))  # left by a process killed while saving
     for logger in parts.trainer.loggers:  # the first write of an event file: after every check
         logger.log_hyperparams(flat_hparams(cfg))
 
@@ -120,7 +133,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
             return record
 
     start = time.perf_counter()
-    train(parts, cfg.get("ckpt_path"), output_dir)
+    train(parts, ckpt_path, output_dir)
     status = "debug" if is_debug_run(cfg) else "ok"
     metrics: dict[str, Any] = {"status": status, **tuned, **trained_metrics(parts.trainer)}
     metrics.update(evaluate(parts))
@@ -143,10 +156,14 @@ def main_task(cfg: DictConfig) -> float | None:
     output_dir = Path(cfg.paths.output_dir)
     try:
         metrics = train_and_evaluate(cfg)
-    except (ConfigError, DivergenceError) as e:
-        record = {"status": "config_error" if isinstance(e, ConfigError) else "diverged", "error": str(e)}
+    except FinishedRun as e:  # metrics.json and the checkpoints stay as they are
+        print(str(e), file=sys.stderr)
+        return e.metrics.get(cfg.get("optimized_metric"))
+    except (ConfigError, DivergenceError, CheckpointWriteError) as e:
+        status = {ConfigError: "config_error", DivergenceError: "diverged", CheckpointWriteError: "checkpoint_error"}
+        record = {"status": next(v for k, v in status.items() if isinstance(e, k)), "error": str(e)}
         last = output_dir / "checkpoints" / "last.ckpt"
-        if isinstance(e, DivergenceError) and last.is_file():
+        if isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
             record["last_good_checkpoint"] = str(last)
         write_metrics(output_dir, record)
         if _is_multirun():

@@ -1,29 +1,136 @@
-"""Checks of a resume checkpoint (`ckpt_path`) before training starts."""
+"""Checks of a resume checkpoint (`ckpt_path`) before training starts, each failing in one line.
+
+- `ckpt_path=last` names this run directory's last.ckpt, which must exist;
+- the file must be a readable checkpoint of the current format (rnnlab.checkpoints); a truncated or
+  corrupt last.ckpt is reported with the best checkpoint as the alternative;
+- it must hold this model's weights (parameter names and shapes) and, for a language model, the
+  same vocabulary in the same order as the data (the weights mean nothing for other indices);
+- resuming a finished run (metrics.json `status: ok` and the checkpoint at trainer.max_epochs or
+  max_steps) changes nothing: `FinishedRun` says so and train.py exits 0.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import lightning as L
-import torch
 
+from rnnlab.checkpoints import check_format, read_checkpoint
 from rnnlab.errors import ConfigError
+from rnnlab.run.outputs import METRICS_FILE
 
 
-def check_checkpoint(ckpt_path: str | None, module: L.LightningModule) -> None:
-    """A resume checkpoint must exist and hold this model's weights (same parameter names and shapes)."""
-    if ckpt_path in (None, "last"):
-        return
-    if not Path(ckpt_path).is_file():
+class FinishedRun(Exception):
+    """The checkpoint to resume is the end of a finished run: nothing to train, nothing to change."""
+
+    def __init__(self, message: str, metrics: dict):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def checkpoint_dir(trainer: L.Trainer, output_dir: Path) -> Path:
+    callback = trainer.checkpoint_callback
+    return Path(callback.dirpath) if callback is not None and callback.dirpath else output_dir / "checkpoints"
+
+
+def best_alternative(directory: Path, broken: Path) -> Path | None:
+    """The newest other readable checkpoint in `directory` (the best one, with save_top_k: 1), if any."""
+    for p in sorted(directory.glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if p.name in (broken.name, "interrupted.ckpt"):
+            continue
+        try:
+            read_checkpoint(p, mmap=True)
+        except ConfigError:
+            continue
+        return p
+    return None
+
+
+def resolve_checkpoint(ckpt_path: str | None, directory: Path) -> Path | None:
+    """The file `ckpt_path` names (`last`: this run's last.ckpt), which must exist."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        path = directory / "last.ckpt"
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path=last but {path} does not exist: this run directory has no checkpoint to "
+                              "resume; give a checkpoint's path, or leave ckpt_path out to train from scratch")
+        return path
+    path = Path(ckpt_path)
+    if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not a file: give a checkpoint path, last, or null")
+    return path
+
+
+def vocabulary_difference(saved: list, wanted: list) -> str | None:
+    """How two vocabularies (index -> token lists) differ, in words, or None when they are equal."""
+    if saved == wanted:
+        return None
+    only_saved, only_wanted = sorted(set(saved) - set(wanted)), sorted(set(wanted) - set(saved))
+    if only_saved or only_wanted:
+        parts = []
+        if only_saved:
+            parts.append(f"{len(only_saved)} tokens only in the checkpoint (e.g. {only_saved[0]!r})")
+        if only_wanted:
+            parts.append(f"{len(only_wanted)} only in the data (e.g. {only_wanted[0]!r})")
+        return " and ".join(parts)
+    i = next(i for i, (a, b) in enumerate(zip(saved, wanted)) if a != b)
+    return f"the same {len(saved)} tokens in another order (index {i} is {saved[i]!r} there, {wanted[i]!r} here)"
+
+
+def check_checkpoint(ckpt_path: str | None, module: L.LightningModule, trainer: L.Trainer,
+                     output_dir: Path) -> str | None:
+    """Validate the resume checkpoint; returns the path to pass to Trainer.fit (None: train from scratch)."""
+    directory = checkpoint_dir(trainer, output_dir)
+    path = resolve_checkpoint(ckpt_path, directory)
+    if path is None:
+        return None
+    option = f"ckpt_path={ckpt_path}" if ckpt_path == "last" else "ckpt_path"
     try:
         # mmap: only the tensors' metadata is read here; Lightning loads the weights once, in fit.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-        saved = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
-    except Exception as e:  # not a Lightning checkpoint at all
-        raise ConfigError(f"ckpt_path={ckpt_path!r} is not a readable Lightning checkpoint ({type(e).__name__})") from None
+        ckpt = read_checkpoint(path, option="ckpt_path", mmap=True)
+    except ConfigError as e:
+        if ckpt_path != "last" or "format 1" in str(e):
+            raise
+        best = best_alternative(directory, path)
+        alternative = (f"resume from the best checkpoint instead: ckpt_path={best}" if best else
+                       f"no other checkpoint in {directory}: leave ckpt_path out to train from scratch")
+        raise ConfigError(f"{option}: {path} is truncated or corrupt; {alternative}") from None
+    check_format(ckpt, path, "ckpt_path")
+    saved = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
     wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if saved != wanted:
         diff = sorted(set(saved) ^ set(wanted)) or sorted(k for k in wanted if saved[k] != wanted[k])
-        raise ConfigError(f"ckpt_path={ckpt_path!r} holds another model's weights (differs in {diff[0]}, ...): "
+        raise ConfigError(f"ckpt_path={str(path)!r} holds another model's weights (differs in {diff[0]}, ...): "
                           "resume with the model, data and options it was trained with")
+    saved_vocab, wanted_vocab = ckpt.get("hyper_parameters", {}).get("vocab"), module.hparams.get("vocab")
+    if saved_vocab is not None and wanted_vocab is not None:
+        difference = vocabulary_difference(list(saved_vocab), list(wanted_vocab))
+        if difference:
+            raise ConfigError(f"ckpt_path={str(path)!r} was trained on another vocabulary than the data's: "
+                              f"{difference}; resume with the data (data.path, data.token, data.min_freq, "
+                              "data.max_tokens) it was trained on")
+    check_not_finished(ckpt, path, trainer, output_dir)
+    return str(path)
+
+
+def check_not_finished(ckpt: dict, path: Path, trainer: L.Trainer, output_dir: Path) -> None:
+    """A finished run (metrics.json status ok) whose checkpoint reached the Trainer's limit is left as it is."""
+    metrics_file = output_dir / METRICS_FILE
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(metrics, dict) or metrics.get("status") != "ok":
+        return
+    epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed")
+    epochs = ckpt.get("epoch", -1) + 1 if epochs is None else epochs
+    step, max_epochs, max_steps = ckpt.get("global_step", 0), trainer.max_epochs, trainer.max_steps
+    done_epochs = max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs
+    done_steps = max_steps is not None and max_steps > 0 and step >= max_steps
+    if done_epochs or done_steps:
+        limit = (f"epoch {epochs} of trainer.max_epochs={max_epochs}" if done_epochs
+                 else f"step {step} of trainer.max_steps={max_steps}")
+        raise FinishedRun(f"{output_dir} is a finished run ({limit}, {METRICS_FILE} status ok): nothing to resume, "
+                          f"nothing changed; raise trainer.max_epochs to train it further", metrics)

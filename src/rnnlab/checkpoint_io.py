@@ -1,0 +1,105 @@
+"""Atomic checkpoint files on every filesystem, as a Lightning CheckpointIO plugin.
+
+Lightning's TorchCheckpointIO writes through an fsspec transaction, which puts the temporary file
+in $TMPDIR and moves it over the target: across filesystems that move is a copy, so a kill during
+it leaves a truncated checkpoint (and an orphan in $TMPDIR). Here the temporary file is written
+beside the target as `.<name>.tmp-<pid>`, flushed and fsynced, then renamed over the target
+(os.replace, atomic within a directory) and the directory fsynced: a reader sees the old file or
+the new one, never a part. A temporary file left by a killed process is removed by
+`remove_stale_temporaries` at the next start or resume.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from rnnlab.errors import CheckpointWriteError
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+
+
+def temporary_path(path: Path) -> Path:
+    """Where `path` is written before the rename: beside it, named after it and this process."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _is_local(path: str | Path) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process has no save in flight before it starts training
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove the temporary checkpoint files in `directory` whose writing process is gone; returns them."""
+    directory = Path(directory)
+    removed = []
+    if not directory.is_dir():
+        return removed
+    for p in directory.iterdir():
+        match = _TEMP.match(p.name)
+        if match and not _process_alive(int(match.group("pid"))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO that writes beside the target, fsyncs and renames (local paths; others as Lightning does).
+
+    A failed write (disk full, ...) removes its temporary file, keeps the previous checkpoint whole and
+    raises CheckpointWriteError with one line naming the file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if not _is_local(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError("`Trainer.save_checkpoint(..., storage_options=...)` with `storage_options` arg"
+                            f" is not supported for `{type(self).__name__}`.")
+        path = Path(str(path).removeprefix("file://"))
+        tmp = temporary_path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+                kept = f"the previous {path.name} is kept whole" if path.exists() else "nothing was written"
+                raise CheckpointWriteError(f"checkpoint {path} could not be written ({reason}): {kept}") from None
+            raise
+        _fsync_directory(path.parent)
