@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable, Sequence
 
@@ -17,16 +18,17 @@ from rnnlab.models.cores import output_size, recurrent_weight_names
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
-from rnnlab.models.step_logging import is_logging_step
+from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
 
-class LanguageModel(LeanLightningModule):
+class LanguageModel(OptimizerStepLogging, LeanLightningModule):
     """One-hot (or embedded) tokens -> recurrent core -> linear head -> cross-entropy.
 
     State policy follows the data: with sequential sampling (the datamodule's `continuous`) the hidden
     state is carried from batch to batch, detached every step, and reset at each epoch start; with
     random sampling every batch starts from zero. Validation walks the held-out stream with its own
-    carried state and reports exact perplexity, exp of the token-weighted mean NLL.
+    carried state and reports exact perplexity, exp of the token-weighted mean NLL (and, for
+    characters, bits per character). Gradient norms and the learning rate: OptimizerStepLogging.
     """
 
     def __init__(
@@ -99,18 +101,6 @@ class LanguageModel(LeanLightningModule):
             self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        """Clip as the Trainer is configured, and log the gradient norm from before clipping."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # returns the norm before clipping
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-            if gradient_clip_val:
-                self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if is_logging_step(self.trainer):
-            self.log("train/grad_norm", norm)
-
     def _freeze_train_time(self) -> None:
         if self._epoch_t0 is not None and self._train_seconds is None:
             if self.device.type == "cuda":
@@ -140,7 +130,10 @@ class LanguageModel(LeanLightningModule):
     def on_validation_epoch_end(self) -> None:
         ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
         self.log("val/ppl", ppl, prog_bar=True, sync_dist=True)
-        self.log("val/loss", torch.log(ppl), sync_dist=True)
+        nll = torch.log(ppl)
+        self.log("val/loss", nll, sync_dist=True)
+        if self.token == "char":
+            self.log("val/bpc", nll / math.log(2), sync_dist=True)  # bits per character
 
     # optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):

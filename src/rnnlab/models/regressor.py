@@ -18,10 +18,10 @@ from rnnlab.models.cores import output_size
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
-from rnnlab.models.step_logging import is_logging_step
+from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
 
-class SequenceRegressor(LeanLightningModule):
+class SequenceRegressor(OptimizerStepLogging, LeanLightningModule):
     def __init__(
         self,
         core: Callable[..., nn.Module],
@@ -102,7 +102,7 @@ class SequenceRegressor(LeanLightningModule):
             self.train_state.keep(state)
             loss = F.mse_loss(pred, y)
         if is_logging_step(self.trainer):
-            self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
+            self.log("train/mse", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
     # forecasting -------------------------------------------------------------------------------
@@ -156,7 +156,17 @@ class SequenceRegressor(LeanLightningModule):
     def validation_step(self, batch, batch_idx):
         series, _ = batch
         start = max(self.n_train, self.window or 1)
-        self.log("val/mse", F.mse_loss(self.k_step(series, 1, start), series[start:]), prog_bar=True)
+        onestep = self.k_step(series, 1, start)
+        self._validation = (series, start, onestep)  # for validation_forecast (figures during training)
+        self.log("val/mse", F.mse_loss(onestep, series[start:]), prog_bar=True)
+
+    @torch.no_grad()
+    def validation_forecast(self) -> dict:
+        """The last validation's forecasts, for rnnlab.dashboard.forecast.ValidationForecastFigures:
+        the observed `series`, the first scored index `start`, and `predictions` of x_t for t >= start."""
+        series, start, onestep = self._validation
+        return {"series": series, "start": start,
+                "predictions": {"1-step": onestep, "multi-step": self.multistep(series, start)}}
 
     def test_step(self, batch, batch_idx):
         series, clean = batch

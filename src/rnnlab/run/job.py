@@ -25,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.errors import ConfigError, DivergenceError
 from rnnlab.run.build import RunParts, build_run
-from rnnlab.run.outputs import flat_hparams, trained_metrics, write_metrics
+from rnnlab.dashboard.hparams import flat_settings
+from rnnlab.dashboard.logger import RunLogger, checkpoint_step
+from rnnlab.run.outputs import trained_metrics, write_metrics
 from rnnlab.run.resume import check_checkpoint
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,27 @@ def evaluate(parts: RunParts) -> dict[str, Any]:
     return metrics
 
 
-def log_results(parts: RunParts, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """The run's settings with its results, for TensorBoard's HParams view; then close the loggers."""
-    final = {f"final/{k}": v for k, v in metrics.items() if "/" in k and isinstance(v, float)
-             and not k.startswith(("train/loss", "train/grad_norm", "lr-"))}
+def start_logging(parts: RunParts, cfg: DictConfig) -> None:
+    """Before training: a resumed run's event file starts at the checkpoint's step (TensorBoard then
+    drops what a killed run logged after it); the run's settings go to the HParams dashboard."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        ckpt = parts.trainer.checkpoint_callback
+        ckpt_path = str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}") if ckpt else None
+    step = checkpoint_step(ckpt_path)
     for logger in parts.trainer.loggers:
-        logger.log_hyperparams(flat_hparams(cfg), metrics=final)
-        logger.finalize("success")
+        if isinstance(logger, RunLogger):
+            logger.resume_at(step)
+        logger.log_hyperparams(flat_settings(cfg))
+
+
+def finish_logging(parts: RunParts, status: str = "success") -> None:
+    """The end of the run: each logger closes once (one event file per run)."""
+    for logger in parts.trainer.loggers:
+        if isinstance(logger, RunLogger):
+            logger.close(status)
+        else:
+            logger.finalize(status)
 
 
 def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -97,9 +113,8 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     validate_trainer_options(cfg.trainer)
     parts = build_run(cfg)
     log.info("data: %s", parts.datamodule.describe())
-    for logger in parts.trainer.loggers:
-        logger.log_hyperparams(flat_hparams(cfg))
     check_checkpoint(cfg.get("ckpt_path"), parts.module)
+    start_logging(parts, cfg)
 
     start = time.perf_counter()
     train(parts, cfg.get("ckpt_path"), output_dir)
@@ -107,7 +122,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics.update(evaluate(parts))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["seed"] = cfg.seed
-    log_results(parts, cfg, metrics)
+    finish_logging(parts)
     if parts.trainer.is_global_zero:
         write_metrics(output_dir, metrics)
     return metrics
