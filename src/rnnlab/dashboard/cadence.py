@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import lightning as L
+
+# Lightning warns when an epoch has fewer batches than log_every_n_steps, before on_train_start,
+# where LoggingCadence lowers the interval to fit the epoch.
+warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 
 
 class LoggingCadence(L.Callback):

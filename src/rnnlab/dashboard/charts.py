@@ -1,5 +1,5 @@
 """Charts beside Lightning's per-tag cards: a Custom Scalars layout (train and validation curves on
-one chart) and the running best of the monitored metric (`best/val/ppl`)."""
+one chart) and the running best of the monitored metric (`val/ppl_best`, beside `val/ppl`)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,11 @@ class ScalarsLayout(L.Callback):
 
 
 class BestMetricLogger(L.Callback):
-    """After every validation, log `best/<monitor>`: the best value so far (kept across a resume),
-    the curve the HParams dashboard and the checkpoints' `best` refer to."""
+    """After every validation, log `<monitor>_best` (e.g. `val/ppl_best`): the best value so far (kept
+    across a resume), the value of the checkpoint metrics.json reports as `best/<monitor>`.
+
+    Named after the monitored tag so that it sits in the same Time Series group: TensorBoard sorts
+    the groups by name and opens the first two, which stay `train` and `val`."""
 
     def __init__(self, monitor: str, mode: str = "min"):
         if mode not in ("min", "max"):
@@ -40,7 +43,7 @@ class BestMetricLogger(L.Callback):
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best = value
         for writer in writers(trainer):
-            writer.add_scalar(f"best/{self.monitor}", self.best, log_step(trainer))
+            writer.add_scalar(f"{self.monitor}_best", self.best, log_step(trainer))
 
     def state_dict(self) -> dict:
         return {"best": self.best}

@@ -9,8 +9,9 @@ from rnnlab.dashboard.logger import log_step, writers
 
 class Histograms(L.Callback):
     """Every `every_n_epochs` epochs (0: never, the default), histograms of every parameter
-    (`weights/<name>`) and of its gradient (`gradients/<name>`, after clipping), at the epoch's last
-    training batch (Lightning releases the gradients before validation)."""
+    (`weights/<name>`) and of its gradient (`weights/<name>.grad`, after clipping), at the epoch's last
+    training batch (Lightning releases the gradients before validation). One `weights` group, which
+    TensorBoard's Time Series sorts after `train` and `val`."""
 
     def __init__(self, every_n_epochs: int = 0):
         self.every_n_epochs = int(every_n_epochs)
@@ -25,7 +26,7 @@ class Histograms(L.Callback):
             for name, p in pl_module.named_parameters():
                 writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
                 if p.grad is not None:
-                    writer.add_histogram(f"gradients/{name}", p.grad.detach().float().cpu(), step)
+                    writer.add_histogram(f"weights/{name}.grad", p.grad.detach().float().cpu(), step)
 
 
 def token_label(token: str) -> str:

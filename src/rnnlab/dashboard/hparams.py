@@ -3,7 +3,7 @@
 No run writes an experiment summary: TensorBoard then builds the experiment from every run's session
 info, so the columns are the union of all runs' settings (a language-model run and a sine run side
 by side), it marks the settings whose values differ and lists them first, and its metrics are the
-scalar tags the runs log (val/ppl, best/val/ppl, test/...).
+scalar tags the runs log (val/ppl, val/ppl_best, test/...).
 """
 
 from __future__ import annotations

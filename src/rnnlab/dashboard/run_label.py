@@ -16,8 +16,9 @@ from omegaconf import OmegaConf
 
 # Overrides that say where or how a run executes, not what it trains.
 PLUMBING = ("paths.", "hydra.", "print_config", "ckpt_path", "trainer.accelerator", "trainer.devices",
-            "trainer.enable_progress_bar", "trainer.enable_model_summary", "callbacks.progress_bar",
-            "launcher", "hparams_search")
+            "trainer.strategy", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+            "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "callbacks", "evaluation", "logger",
+            "data.val_batch_size", "launcher", "hparams_search")
 MAX_VALUE, MAX_LABEL = 24, 96
 
 
