@@ -47,7 +47,7 @@ def flat_settings(cfg: DictConfig) -> dict[str, Any]:
             name = f"{prefix}/{key}"
             if key == "_target_" and prefix == "model" and "kind" not in node:
                 out["model/kind"] = _short_target(node[key])  # the MLP: the cores name themselves by `kind`
-            elif key == "_target_" and prefix not in ("data", "module", "trainer"):
+            elif key == "_target_" and prefix not in ("model", "data", "module", "trainer"):
                 out[prefix] = _short_target(node[key])
             if str(key).startswith("_") or name in NOISE or OmegaConf.is_interpolation(node, key):
                 continue
@@ -89,7 +89,7 @@ def session_start(settings: dict[str, Any]) -> summary_pb2.Summary:
     return _summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=info))
 
 
-STATUS = {"success": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE, "interrupted": api_pb2.STATUS_RUNNING}
+STATUS = {"success": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
 
 
 def session_end(status: str) -> summary_pb2.Summary:
