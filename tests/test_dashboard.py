@@ -97,6 +97,35 @@ def test_run_label_names_what_differs():
     assert label_from_overrides(["print_config=false"]) == "defaults"
 
 
+def test_sweep_labels_hold_the_swept_keys_only(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rnnlab.dashboard.run_label import swept_keys
+
+    optuna = OmegaConf.create({"sweeper": {"params": {"model": "choice(rnn, gru)", "optimizer.lr": "interval(0.5, 4)"}},
+                               "sweep": {"dir": str(tmp_path / "none")}})
+    assert swept_keys(optuna) == {"model", "optimizer.lr"}
+    OmegaConf.save({"hydra": {"overrides": {"task": ["model=rnn,gru", "trainer.max_epochs=3", "+x=range(1,3)"]}}},
+                   tmp_path / "multirun.yaml")
+    basic = OmegaConf.create({"sweeper": {"params": None}, "sweep": {"dir": str(tmp_path)}})
+    assert swept_keys(basic) == {"model", "x"}
+    assert label_from_overrides(["model=gru", "trainer.max_epochs=3", "+x=2"], swept_keys(basic)) == "model=gru x=2"
+
+
+@pytest.mark.parametrize("every, max_steps, interval", [(50, -1, 6), (3, -1, 3), (0, -1, 0), (50, 5, 1)])
+def test_logging_cadence_gives_short_runs_points(every, max_steps, interval):
+    """BoringModel: 64 batches an epoch; about 10 points an epoch (or run), never more often than asked."""
+    from rnnlab.dashboard.cadence import LoggingCadence
+
+    rec = LoggingSteps()
+    trainer = L.Trainer(max_epochs=1, max_steps=max_steps, log_every_n_steps=every, logger=False,
+                        callbacks=[LoggingCadence(min_points=10), rec], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(BoringModel())
+    assert trainer.log_every_n_steps == interval
+    assert sum(rec.ours) == (0 if interval == 0 else len(rec.ours) // interval) and (interval == 0 or sum(rec.ours) > 0)
+
+
 def test_code_block_keeps_whitespace():
     assert code_block("a  b\n c") == "```\na  b\n c\n```"
     assert code_block("x```y").startswith("````\n")
