@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.util import tensor_util
 
 from conftest import ROOT, TINY, compose_config
-from rnnlab.callbacks import code_block
+from rnnlab.callbacks import code_block, show_trailing_whitespace
 from rnnlab.dashboard.hparams import flat_settings
 from rnnlab.dashboard.logger import event_dir
 from rnnlab.dashboard.run_label import label_from_overrides
@@ -129,6 +129,8 @@ def test_logging_cadence_gives_short_runs_points(every, max_steps, interval):
 def test_code_block_keeps_whitespace():
     assert code_block("a  b\n c") == "```\na  b\n c\n```"
     assert code_block("x```y").startswith("````\n")
+    assert show_trailing_whitespace("time traveller   \n") == "time traveller···↵"
+    assert show_trailing_whitespace("a b") == "a b"
 
 
 # A two-job sweep, as TensorBoard reads it ---------------------------------------------------------

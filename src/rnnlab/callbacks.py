@@ -23,10 +23,18 @@ def code_block(text: str) -> str:
     return f"{fence}\n{text}\n{fence}"
 
 
+def show_trailing_whitespace(text: str) -> str:
+    """Trailing spaces as `·` and trailing line breaks as `↵`: a model that generates only blanks shows
+    them (in a code block they are kept, but invisible at the end of a line)."""
+    body = text.rstrip(" \n")
+    tail = text[len(body):]
+    return body + tail.replace(" ", "·").replace("\n", "↵")
+
+
 class TextSampleLogger(L.Callback):
     """Every `every_n_epochs` (after validation, and after the last epoch), continue `prefix` greedily
     (`samples/greedy`) and, with `temperature` > 0, by sampling at that temperature (`samples/sampled`),
-    each logged as TensorBoard text in a code block."""
+    each logged as TensorBoard text in a code block (trailing blanks shown as `·` and `↵`)."""
 
     def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, every_n_epochs: int = 5,
                  temperature: float = 1.0, seed: int = 0):
@@ -53,7 +61,7 @@ class TextSampleLogger(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 for tag, text in samples.items():
-                    logger.experiment.add_text(tag, code_block(text), log_step(trainer))
+                    logger.experiment.add_text(tag, code_block(show_trailing_whitespace(text)), log_step(trainer))
 
 
 class ProgressBar(TQDMProgressBar):
