@@ -2,10 +2,13 @@
 this project's real path (Trainer.fit on the DataModule, Hydra-composed config, logging on).
 
     python bench/bench.py                     # CPU, the six cores at the book's settings
-    python bench/bench.py --device cuda --compile --scale   # a GPU; scratch cores also compiled;
-                                                            # plus the batch/hidden-size cost curve
+    python bench/bench.py --device cuda --compile reduce-overhead --scale
+                                 # a GPU; every core also with model.compile=reduce-overhead (its raw
+                                 # loop compiled alike); plus the batch/hidden-size cost curve
 Prints tables of tokens/s (median of interleaved repeats after warm-up) with the ratios project/raw,
-raw/book-style and project/book-style (for the scratch cores), and writes the same as JSON (--out).
+raw/book-style and project/book-style (for the scratch cores), and writes the same as JSON rows
+(--out; the schema of bench/rows.py; peak memory per loop on a GPU, null on a CPU, where the loops
+share one process: bench/end_to_end.py measures each in its own).
 Not part of the test suite.
 """
 
@@ -28,6 +31,7 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from book_style import BookStyleRNN  # noqa: E402
+from rows import loop, row, write_rows  # noqa: E402
 
 from rnnlab.data import TimeMachineDataModule  # noqa: E402
 from rnnlab.models import build_core  # noqa: E402
@@ -138,7 +142,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
         cfg = compose("train", overrides=[
             f"model={kind}", f"model.hidden_size={hidden}", f"model.compile={compile}", f"data.batch_size={batch_size}",
             f"data.num_steps={num_steps}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
-            f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "+trainer.limit_val_batches=0",
+            f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
             "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.text_sample",
             f"paths.output_dir={tmp}"])
@@ -156,13 +160,18 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     return meter.rate
 
 
-def side_by_side(fns: dict, repeats: int) -> dict:
+def side_by_side(fns: dict, repeats: int, device: str = "cpu", peaks: dict | None = None) -> dict:
     """Median of `repeats` runs of each function, interleaved (a, b, c, a, b, c, ...), so that drifts of
-    a shared machine (clocks, neighbours) hit every contender alike."""
+    a shared machine (clocks, neighbours) hit every contender alike. On a GPU, `peaks` receives each
+    function's peak of allocated memory (MB)."""
     runs = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
             runs[name].append(fn())
+            if peaks is not None and device.startswith("cuda"):
+                peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**20)
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
@@ -182,9 +191,12 @@ def main(argv=None):
     parser.add_argument("--scale", action="store_true", help="also the batch-size / hidden-size cost curve")
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     parser.add_argument("--cores", nargs="*", default=None, help="only these cores (default: all six)")
-    parser.add_argument("--compile", action="store_true", help="also the scratch cores with model.compile=true")
+    parser.add_argument("--compile", nargs="?", const="true", default=None, metavar="MODE",
+                        help="also every core with model.compile=MODE (true if no MODE; default, reduce-overhead, "
+                             "max-autotune)")
     parser.add_argument("--no-table", action="store_true", help="skip the per-core table (with --scale)")
     args = parser.parse_args(argv)
+    args.compile = {"true": True, "false": False}.get(args.compile, args.compile)
     dev = args.device
     import tempfile
 
@@ -196,7 +208,7 @@ def main(argv=None):
     print("| core | hidden | raw tok/s | project tok/s | project/raw | book-style tok/s | raw/book-style "
           "| project/book-style |")
     print("|---|---|---|---|---|---|---|---|")
-    configs = [(k, h, c) for k, h in CONFIGS for c in ([False, True] if args.compile and "scratch" in k else [False])
+    configs = [(k, h, c) for k, h in CONFIGS for c in ([False, args.compile] if args.compile else [False])
                if (not args.cores or k in args.cores) and not args.no_table]
     for kind, hidden, comp in configs:
         # Size the project's run like one raw repeat: the same number of tokens.
@@ -207,33 +219,32 @@ def main(argv=None):
         if kind.endswith("_scratch"):
             cell = kind.split("_")[0]
             fns["book"] = lambda: book_loop(cell, hidden, batches, vocab, dev, args.seconds)
-        m = side_by_side(fns, args.repeats)
+        peaks = {}
+        m = side_by_side(fns, args.repeats, dev, peaks)
         raw, proj, book = m["raw"], m["project"], m.get("book")
-        name = kind + (" +compile" if comp else "")
-        rows.append({"core": kind, "hidden": hidden, "compile": comp, "raw": raw, "project": proj,
-                     "project_over_raw": proj / raw, "book_style": book, "raw_over_book": raw / book if book else None,
-                     "project_over_book": proj / book if book else None})
+        name = kind + (f" +compile={comp}" if comp else "")
+        rows.append(row("bench", kind, hidden, dev, args.batch_size, args.num_steps, steps, compile=comp,
+                        loops={k: loop(v, peaks.get(k)) for k, v in m.items()}))
         print(f"| {name} | {hidden} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} | "
               + (f"{book:,.0f} | {raw / book:.2f} | {proj / book:.2f} |" if book else "- | - | - |"), flush=True)
-    result = {"device": dev, "batch_size": args.batch_size, "num_steps": args.num_steps, "rows": rows,
-              "peak_memory_mb": peak_memory_mb(dev)}
     if args.scale:
-        curve = []
         print("\n| core | batch | hidden | raw tok/s | project tok/s | project/raw |\n|---|---|---|---|---|---|")
         for b, h in [(32, 256), (128, 256), (512, 256), (1024, 256), (256, 128), (256, 512), (256, 1024)]:
             bb, _ = batches_on(dev, b, 64, n=16)
             probe = raw_loop("lstm", h, bb, vocab, dev, min(args.seconds, 1.0))
             steps = max(int(probe * args.seconds / (b * 64)), 20) + 5
+            peaks = {}
             m = side_by_side({"raw": lambda: raw_loop("lstm", h, bb, vocab, dev, args.seconds),
-                              "project": lambda: project_path("lstm", h, b, 64, dev, steps, tmp)}, args.repeats)
+                              "project": lambda: project_path("lstm", h, b, 64, dev, steps, tmp)}, args.repeats,
+                             dev, peaks)
             raw, proj = m["raw"], m["project"]
-            curve.append({"batch": b, "hidden": h, "raw": raw, "project": proj})
+            rows.append(row("bench", "lstm", h, dev, b, 64, steps, loops={k: loop(v, peaks.get(k)) for k, v in m.items()},
+                            scale=True))
             print(f"| lstm | {b} | {h} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} |", flush=True)
-        result["scale"] = curve
-    print(f"peak memory: {result['peak_memory_mb']:.0f} MB")
+    print(f"peak memory of the whole process: {peak_memory_mb(dev):.0f} MB")
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+        write_rows(args.out, rows)
+    return rows
 
 
 if __name__ == "__main__":

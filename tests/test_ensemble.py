@@ -68,12 +68,6 @@ def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
     assert "ensemble/ppl_dynamic" not in again and "ensemble/ppl_dynamic" in report
 
 
-def test_rescoring_a_directory_without_a_multirun_is_one_line(tmp_path, capsys):
-    assert ensemble_main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"error: sweep_dir={str(tmp_path)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
-
-
 def test_bad_ensemble_option_is_named_without_a_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "-m", "experiment=best_char_lm_ensemble",
                            "hydra.callbacks.ensemble.lr=-1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -54,7 +53,8 @@ def test_every_preset_composes_and_builds(preset, tmp_path):
 
 
 @pytest.mark.parametrize("extra", ["hparams_search=lm_optuna", "launcher=joblib"]
-                         + (["launcher=slurm"] if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") else []))
+                         + (["launcher=slurm", "launcher=submitit_local"]
+                            if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") else []))
 def test_search_and_launcher_presets_compose(extra, tmp_path):
     from hydra import compose, initialize_config_dir
 
@@ -128,11 +128,6 @@ def test_summary_table_and_plot_from_a_real_multirun(joblib_sweep, capsys):
     assert (sweep / "summary.png").stat().st_size > 5000
 
 
-def test_summary_rejects_a_directory_without_jobs(tmp_path, capsys):
-    assert summary_main([str(tmp_path)]) == 2
-    assert "no Hydra job directories" in capsys.readouterr().err
-
-
 def test_hparams_are_logged_for_tensorboards_hparams_view(joblib_sweep):
     sweep, _ = joblib_sweep
     ok_job = next(j for j in sorted(sweep.iterdir()) if j.is_dir() and (j / "checkpoints").exists())
@@ -170,17 +165,6 @@ def test_generate_from_a_saved_checkpoint(trained_run, capsys):
     assert a == b and a.startswith("the")
 
 
-def test_generate_errors_are_one_line(trained_run, tmp_path, capsys):
-    assert generate_main([str(tmp_path / "missing.ckpt")]) == 2
-    assert "is not a file" in capsys.readouterr().err
-    other = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"tau": 4}}, other)
-    assert generate_main([str(other)]) == 2
-    assert "not a language-model checkpoint" in capsys.readouterr().err
-    assert generate_main([str(trained_run / "checkpoints" / "last.ckpt"), "--prefix", ""]) == 2
-    assert "prefix=''" in capsys.readouterr().err
-
-
 def test_generate_word_level(tmp_path, capsys):
     out = tmp_path / "w"
     main_task(compose_config(out, "data.token=word", "data.max_tokens=3000", "model=lstm", "trainer.max_epochs=1",
@@ -199,5 +183,3 @@ def test_zipf_command_on_a_small_text(tmp_path, capsys):
     assert "top 2-grams" in out and "'the cat': 10" in out
     assert (tmp_path / "z" / "zipf.png").stat().st_size > 5000
     assert list((tmp_path / "z" / "tensorboard").glob("events.out.tfevents.*"))
-    assert zipf_main(["data.token=bpe", "--out", str(tmp_path / "bad")]) == 2
-    assert "data.token='bpe'" in capsys.readouterr().err

@@ -130,8 +130,11 @@ def test_sampling_generation_is_reproducible_and_uses_the_vocab():
 
 
 def test_generation_handles_unknown_and_rejects_empty_prefix():
-    _, model = make()
-    assert model.prefix_indices("t#é") == [model.vocab["t"], 0, 0]
+    _, model = make()  # book preprocessing: the prefix is cleaned as the corpus was
+    assert model.prefix_indices("T#é") == [model.vocab["t"], model.vocab[" "]]
+    lower = LanguageModel(core=partial(build_core, "gru", hidden_size=4), vocab=model.vocab.idx_to_token,
+                          preprocess="lower")
+    assert lower.prefix_indices("T#é") == [model.vocab["t"], 0, 0]
     with pytest.raises(ConfigError, match="prefix=''"):
         model.generate("", 5)
 
@@ -169,7 +172,7 @@ def test_progress_bar_shows_the_last_logged_training_loss(make_cfg):
 
     from rnnlab.callbacks import ProgressBar
 
-    cfg = make_cfg("trainer.max_steps=7", "trainer.log_every_n_steps=3", "+trainer.limit_val_batches=0",
+    cfg = make_cfg("trainer.max_steps=7", "trainer.log_every_n_steps=3", "trainer.limit_val_batches=0",
                    "trainer.enable_progress_bar=true", "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar}")
     dm = instantiate(cfg.data)
     dm.setup("fit")

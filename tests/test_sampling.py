@@ -109,8 +109,6 @@ def test_processes_take_contiguous_blocks_of_the_global_batch(cls):
 def test_too_large_batch_names_the_options():
     with pytest.raises(ConfigError, match="data.batch_size=8 x data.num_steps=10 is too large"):
         make_sampler("sequential", 35, 8, 10)
-    with pytest.raises(ConfigError, match="data.sampling='shuffle'.*random, sequential"):
-        make_sampler("shuffle", 35, 2, 5)
 
 
 def test_eval_stream_predicts_every_token_once():

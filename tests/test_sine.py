@@ -1,6 +1,7 @@
 """The sine series: feature-label pairs, windows, rollouts with the model's own predictions, end to end."""
 
 import json
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rnnlab.data.sampling import WindowDataset
 from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
 from rnnlab.errors import ConfigError
 from rnnlab.models import build_core
+from rnnlab.data.series import OverlappingSampler, SeriesSpec
 from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.run.job import main_task
@@ -31,19 +33,30 @@ def test_feature_label_pairs_on_a_known_series():
     assert labels.tolist() == [3, 4, 5, 6, 7]
 
 
+def test_overlapping_windows_are_the_books_feature_label_pairs():
+    """sampling=overlapping with num_steps=tau: the MLP trains on the last step of each window (its
+    first tau - 1 are warm-up), i.e. on every book pair once per epoch."""
+    series = torch.arange(8.0)[:, None]
+    sampler = OverlappingSampler(len(series), batch_size=2, num_steps=3, seed=0)
+    windows = WindowDataset(series, 3)
+    pairs = sorted((x[:, 0].tolist(), y[-1, 0].item()) for starts in sampler for x, y in zip(*windows[starts]))
+    features, labels = feature_label_pairs(series[:, 0], tau=3)
+    assert pairs == list(zip(features.tolist(), labels.tolist())) and len(sampler) == 3
+
+
 def test_windows_have_targets_shifted_by_one():
     x, y = WindowDataset(torch.arange(20.0), num_steps=5)[torch.tensor([0, 7])]
     assert x.tolist() == [[0, 1, 2, 3, 4], [7, 8, 9, 10, 11]] and torch.equal(y, x + 1)
 
 
-def plus_one_mlp(tau):
+def plus_one_mlp(input_size, tau=3):
     """An MLP whose output is exactly its last input + 1 (for positive inputs)."""
-    mlp = AutoregressiveMLP(tau, hidden_size=2)
+    mlp = AutoregressiveMLP(input_size, tau=tau, hidden_size=2)
     with torch.no_grad():
         for p in mlp.parameters():
             p.zero_()
-        mlp[0].weight[0, tau - 1] = 1.0
-        mlp[2].weight[0, 0], mlp[2].bias[0] = 1.0, 1.0
+        mlp.net[0].weight[0, tau - 1] = 1.0
+        mlp.net[2].weight[0, 0], mlp.net[2].bias[0] = 1.0, 1.0
     return mlp
 
 
@@ -59,54 +72,61 @@ class PlusOneCore(nn.RNN):
             self.bias_hh_l0.zero_()
 
 
-@pytest.mark.parametrize("kind, context", [("mlp", 4), ("rnn", 4), ("rnn", None)])
-def test_rollout_feeds_back_its_own_predictions(kind, context):
-    if kind == "mlp":
-        core = lambda input_size: plus_one_mlp(input_size)  # noqa: E731
-        core.uses_features = True
-    else:
-        core = PlusOneCore
-    model = SequenceRegressor(core=core, tau=3, n_train=20, T=200, context=context, noise=0.2, ks=(1,))
+def plain_spec(T=200, train_end=20, first_target=12) -> dict:
+    """A one-column series scored unscaled on targets t >= first_target (the sine's layout)."""
+    return asdict(SeriesSpec("t", ["x"], ["x"], [0.0], [1.0], False, [1.0], train_end, [0, train_end, T],
+                             [0, first_target, T], train_end))
+
+
+def plus_one_model(kind, context, **kwargs):
+    core = plus_one_mlp if kind == "mlp" else PlusOneCore
+    model = SequenceRegressor(core=core, series=plain_spec(), ks=(1,), eval_context=context, **kwargs)
     if kind == "rnn":
         with torch.no_grad():
-            model.head.weight.fill_(1.0)
-            model.head.bias.fill_(1.0)
-    assert model.uses_features == (kind == "mlp")
-    ctx = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 11.0, 12.0, 13.0]])
-    assert model.rollout(ctx, 3).tolist() == [[5, 6, 7], [14, 15, 16]]
-    series = torch.arange(1.0, 31.0)
+            model.core.head.weight.fill_(1.0)
+            model.core.head.bias.fill_(1.0)
+    return model
+
+
+@pytest.mark.parametrize("kind, context", [("mlp", 4), ("rnn", 4), ("rnn", None)])
+def test_rollout_feeds_back_its_own_predictions(kind, context):
+    model = plus_one_model(kind, context)
+    assert model.window == (3 if kind == "mlp" else context)
+    levels = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0, 11.0, 12.0, 13.0]]).T
+    assert model.forecast_levels(levels, torch.tensor([3, 7]), 3)[..., 0].tolist() == [[5, 6, 7], [14, 15, 16]]
+    series = torch.arange(1.0, 31.0)[:, None]
+    forecasts = model.rolling(series, [0, 12, 30], (1, 4, 7))
     for k in (1, 4, 7):  # predicting x_t from x_{t-k} by counting up k times recovers x_t exactly
-        assert torch.equal(model.k_step(series, k, first_target=12), series[12:])
-    assert torch.equal(model.multistep(series, 20), series[20:])  # own predictions from the last observation on
+        t, pred = forecasts[k]
+        assert t.tolist() == list(range(12, 30)) and torch.equal(pred, series[12:])
+    multistep = model.forecast_levels(series, torch.tensor([19]), 10)[0]
+    assert torch.equal(multistep, series[20:])  # own predictions from the last observation on
 
 
-def test_free_running_training_feeds_its_own_predictions():
-    model = SequenceRegressor(core=PlusOneCore, tau=3, n_train=20, T=200, context=None, noise=0.2, ks=(1,),
-                              rollout_steps=3)
-    with torch.no_grad():
-        model.head.weight.fill_(1.0)
-        model.head.bias.fill_(1.0)
-    x = torch.tensor([[1.0, 5.0, 9.0, 2.0, 7.0]])
+@pytest.mark.parametrize("kind", ["mlp", "rnn"])
+def test_free_running_training_feeds_its_own_predictions(kind):
+    model = plus_one_model(kind, None, rollout_steps=3, num_steps=5)
+    x = torch.tensor([[1.0, 5.0, 9.0, 2.0, 7.0]])[..., None]
     teacher_forced, free, state = model.free_running(x, None)
-    assert teacher_forced.tolist() == [[2, 6, 10, 3, 8]]  # observed input + 1
-    assert free.tolist() == [[6, 7, 8]]  # from x_1 = 5 onwards only its own predictions
-    assert state.item() == 7.0  # the state of the observed stream, for carrying
+    if kind == "rnn":  # the MLP's first tau - 1 predictions read zeros (its warm-up)
+        assert teacher_forced[..., 0].tolist() == [[2, 6, 10, 3, 8]]  # observed input + 1
+        assert state.item() == 7.0  # the state of the observed stream, for carrying
+    assert teacher_forced[0, 2:, 0].tolist() == [10, 3, 8]
+    assert free[..., 0].tolist() == [[6, 7, 8]]  # from x_1 = 5 onwards only its own predictions
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(T=100), "data.T=100 is too short to score 64-step predictions"),
+    (dict(T=100, n_train=50), "data.T=100 is invalid: is too short to score 64-step predictions"),
     (dict(T=1000, ks=(1, 0)), r"module.ks=\[1, 0\] is invalid"),
 ])
 def test_evaluation_range_options_are_checked(kwargs, message):
-    args = dict(core=partial(build_core, "gru", hidden_size=4), tau=4, n_train=50, context=64, noise=0.2) | kwargs
     with pytest.raises(ConfigError, match=message):
-        SequenceRegressor(**args)
+        SineDataModule(**kwargs)
 
 
 def test_rollout_steps_options_are_checked():
-    with pytest.raises(ConfigError, match="module.rollout_steps"):
-        SequenceRegressor(core=partial(AutoregressiveMLP), tau=3, n_train=20, T=200, context=4,
-                          noise=0.2, rollout_steps=5)
+    with pytest.raises(ConfigError, match="module.rollout_steps=5 .*smaller than data.num_steps=5"):
+        plus_one_model("mlp", 4, rollout_steps=5, num_steps=5)
 
 
 @pytest.mark.parametrize(
@@ -129,26 +149,27 @@ class BatchRecorder(L.Callback):
         self.train.append([part.clone() for part in batch])
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        self.val.append([part.clone() for part in batch])
+        self.val.append({name: part.clone() for name, part in batch.items()})
 
 
 @pytest.mark.parametrize("mirror", [False, True])
 def test_mirror_adds_the_negated_windows_to_training_batches_only(mirror):
     data = SineDataModule(T=300, n_train=200, batch_size=3, num_steps=10, sampling="sequential", eval_context=16,
                           mirror=mirror, seed=0)
-    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=4), **data.module_kwargs(), ks=(1,))
+    model = SequenceRegressor(core=partial(build_core, "gru", hidden_size=4), **data.module_kwargs(), ks=(1,),
+                              sampling="sequential", num_steps=10, eval_context=16)
     recorder = BatchRecorder()
     L.Trainer(max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
               callbacks=[recorder]).fit(model, data)
     for x, y in recorder.train:
-        assert x.shape == y.shape == ((6 if mirror else 3), 10)
+        assert x.shape == y.shape == ((6 if mirror else 3), 10, 1)
         assert torch.equal(y[:, :-1], x[:, 1:])
         if mirror:  # row i + batch_size is row i negated, so mirrored streams stay continuous for a carried state
             assert torch.equal(x[3:], -x[:3]) and torch.equal(y[3:], -y[:3])
     for (_, y_before), (x_after, _) in zip(recorder.train, recorder.train[1:]):
         assert torch.equal(x_after[:, 0], y_before[:, -1])  # every row, mirrored ones too, continues its stream
-    assert torch.equal(recorder.val[0][0], data.series)  # evaluation reads the series as observed
+    assert torch.equal(recorder.val[0]["levels"][:, 0], data.series)  # evaluation reads the series as observed
 
 
 @pytest.mark.parametrize("model", ["mlp", "gru"])

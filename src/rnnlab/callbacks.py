@@ -111,7 +111,8 @@ class DivergenceGuard(L.Callback):
             )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if (trainer.global_step % self.every_n_steps) == 0 and outputs is not None:
+        # every_n_steps=0 (with trainer.log_every_n_steps=0): the epoch metrics only.
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0 and outputs is not None:
             self._check(trainer, "train/loss", outputs["loss"])
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -160,3 +161,13 @@ class RNGStateCheckpoint(L.Callback):
         random.setstate(state_dict["python"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+def early_stopping(patience: int | None = None, **kwargs) -> L.Callback | None:
+    """Lightning's EarlyStopping on the monitored metric, or None (no callback) while `patience` is null,
+    so the config can list it switched off: `callbacks.early_stopping.patience=5` turns it on."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    if patience is None:
+        return None
+    return EarlyStopping(patience=patience, **kwargs)

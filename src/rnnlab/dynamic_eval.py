@@ -14,7 +14,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnlab.errors import require, require_positive_int
 from rnnlab.models.cores import detach_state
 
 
@@ -35,7 +34,7 @@ def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 
         layer.train()
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params] if decay else None
-    stream = tokens.to(params[0].device)[None]
+    stream = tokens.to(params[0].device).long()[None]  # ids may be stored narrow
     scores, state = [], None
     try:
         with torch.set_grad_enabled(lr > 0):
@@ -73,11 +72,3 @@ def perplexity(log_probs: Tensor) -> float:
 def dynamic_perplexity(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> float:
     """Perplexity of `tokens` under dynamic evaluation; with lr=0, the plain perplexity of the stream read in order."""
     return perplexity(dynamic_log_probs(model, tokens, segment_len, lr, decay))
-
-
-def check_options(segment_len: int, lr: float, decay: float, name=lambda option: option) -> None:
-    """Validate dynamic-evaluation options; errors name each option as `name(option)` spells it."""
-    require_positive_int(name("segment_len"), segment_len)
-    require(isinstance(lr, (int, float)) and lr >= 0, name("lr"), "must be a number >= 0", lr)
-    require(isinstance(decay, (int, float)) and 0 <= decay <= 1, name("decay"), "must lie in [0, 1]", decay)
-

@@ -20,13 +20,15 @@ from typing import Sequence
 
 import torch
 from hydra.experimental.callback import Callback
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from rnnlab.dynamic_eval import check_options, dynamic_log_probs, perplexity
+from rnnlab.dynamic_eval import dynamic_log_probs, perplexity
 from rnnlab.errors import ConfigError, require
 from rnnlab.checkpoints import load_language_model
+from rnnlab.run.build import build
+from rnnlab.schema import check_node, check_options
+from rnnlab.run.outputs import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,13 @@ def score_ensemble(models, tokens: Tensor, segment_len: int = 50, lr: float = 0.
 
 
 def member_checkpoints(sweep_dir: Path) -> list[Path]:
-    """The best checkpoint of every job of a multirun that ended well, in job order."""
+    """The best checkpoint of every job of a multirun that ended well, in job order (a job whose
+    metrics.json cannot be read is left out, with a warning)."""
     found = []
     for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
-        metrics = json.loads(metrics_file.read_text())
+        metrics = read_metrics(metrics_file)
+        if metrics.get("status") == "unreadable":
+            log.warning("ensemble: job %s left out: %s", metrics_file.parent.name, metrics["error"])
         if metrics.get("status") == "ok" and metrics.get("best_checkpoint"):
             found.append(Path(metrics["best_checkpoint"]))
     return found
@@ -72,7 +77,8 @@ def write_report(sweep_dir: Path, data_cfg: DictConfig, device: str, segment_len
     checkpoints = member_checkpoints(sweep_dir)
     if not checkpoints:
         raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no job that ended with a best checkpoint")
-    datamodule = instantiate(data_cfg)
+    check_node(data_cfg, "data")
+    datamodule = build(data_cfg, "data")
     datamodule.setup("fit")
 
     def members():
@@ -98,7 +104,8 @@ class EnsembleReport(Callback):
     held-out stream of the multirun's data config; written to <sweep dir>/ensemble.json and logged."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options(segment_len, lr, decay, name="hydra.callbacks.ensemble.{}".format)
+        check_options("rnnlab.ensemble.EnsembleReport", dict(segment_len=segment_len, lr=lr, decay=decay),
+                      name="hydra.callbacks.ensemble.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
@@ -123,5 +130,8 @@ def rescore(sweep_dir: Path, device: str, segment_len: int = 50, lr: float = 1e-
     configs = sorted(sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: (len(str(p)), str(p)))
     if not configs:
         raise ConfigError(f"sweep_dir={str(sweep_dir)!r} is not a multirun directory (no <job>/.hydra/config.yaml)")
-    data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
+    try:
+        data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
+    except Exception as e:
+        raise ConfigError(f"{configs[0]} cannot be read as a job's config ({type(e).__name__})") from None
     return write_report(sweep_dir, data_cfg, device, segment_len, lr, decay)

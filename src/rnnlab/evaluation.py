@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from rnnlab.dynamic_eval import check_options, dynamic_perplexity
+from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.metrics import finite_or_none
 
 
@@ -31,6 +31,8 @@ class TestSplit:
     (as `ckpt_path="best"` does); its logged metrics go to metrics.json."""
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
+        if not getattr(datamodule, "has_test_split", True):  # e.g. text with data.test_fraction=0
+            return {}
         best = best_checkpoint(trainer)
         results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
                                weights_only=False)
@@ -54,13 +56,14 @@ class DynamicEvaluation:
     as they are, and `val/ppl_dynamic` under dynamic evaluation (rnnlab.dynamic_eval)."""
 
     def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options(segment_len, lr, decay, name="evaluation.dynamic_eval.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
         if not trainer.is_global_zero:
             return {}
         tokens = datamodule.val_tokens
+        if trainer.fast_dev_run:  # a debug run checks that the step works: two segments, not the whole stream
+            tokens = tokens[: 2 * self.segment_len + 1]
         current = {k: v.detach().clone() for k, v in module.state_dict().items()}
         best = best_checkpoint(trainer)
         if best:  # the weights reported as best/val/ppl (the averaged ones, with weight averaging)

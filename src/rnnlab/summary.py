@@ -8,8 +8,8 @@ swept value.
 from __future__ import annotations
 
 import csv
-import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -19,9 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from rnnlab.errors import ConfigError  # noqa: E402
+from rnnlab.run.outputs import read_metrics  # noqa: E402
 
 METRIC_COLUMNS = ("val/ppl", "best/val/ppl", "train/ppl", "val/mse", "test/mse_k1", "test/mse_k64",
                   "epochs", "tokens_per_s", "seconds")
+# Forecasting runs: the headline MASE of the model and its baselines, side by side for every horizon.
+FORECAST_COLUMN = re.compile(r"test/(naive_|snaive_)?mase_k(\d+)")
 
 
 def read_jobs(sweep_dir: Path) -> list[dict]:
@@ -32,9 +35,7 @@ def read_jobs(sweep_dir: Path) -> list[dict]:
         if not overrides_file.is_file():
             continue
         overrides = dict(o.split("=", 1) for o in yaml.safe_load(overrides_file.read_text()) or [] if "=" in o)
-        metrics_file = job / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {
-            "status": "incomplete", "error": "no metrics.json: the job was interrupted or is still running"}
+        metrics = read_metrics(job / "metrics.json")
         rows.append({"job": job.name, "overrides": overrides, "metrics": metrics})
     return rows
 
@@ -56,6 +57,8 @@ def _sort_key(metric: str):
 def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
     swept = swept_keys(rows)
     metrics = [metric] + [c for c in METRIC_COLUMNS if c != metric and any(c in r["metrics"] for r in rows)]
+    forecast = {c for r in rows for c in r["metrics"] if FORECAST_COLUMN.fullmatch(c)} - set(metrics)
+    metrics += sorted(forecast, key=_forecast_order)
     header = ["job", *swept, *metrics, "status", "error"]
     body = []
     for r in sorted(rows, key=_sort_key(metric)):
@@ -63,6 +66,12 @@ def table(rows: list[dict], metric: str) -> tuple[list[str], list[list]]:
         body.append([r["job"], *(r["overrides"].get(k, "") for k in swept),
                      *(_fmt(m.get(c)) for c in metrics), m.get("status", ""), m.get("error", "")])
     return header, body
+
+
+def _forecast_order(column: str):
+    """By horizon, then model, persistence, seasonal naive."""
+    match = FORECAST_COLUMN.fullmatch(column)
+    return int(match[2]), match[1] or ""
 
 
 def _fmt(v):

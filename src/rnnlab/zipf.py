@@ -6,15 +6,10 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-import matplotlib
-import torch
+from rnnlab.errors import ConfigError
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-
-from rnnlab.errors import ConfigError  # noqa: E402
+# matplotlib, torch and Hydra are imported where they are used: `rnnlab-zipf --help`, which reads
+# DEFAULT_CONF here, starts without them.
 
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -25,7 +20,12 @@ def ngram_counts(tokens: list[str], n: int) -> list[tuple[tuple[str, ...], int]]
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def zipf_figure(tables: dict[int, list]) -> plt.Figure:
+def zipf_figure(tables: dict[int, list]) -> "plt.Figure":  # noqa: F821
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for n, table in tables.items():
         ax.loglog(range(1, len(table) + 1), [c for _, c in table], label=["unigram", "bigram", "trigram"][n - 1])
@@ -37,12 +37,16 @@ def zipf_figure(tables: dict[int, list]) -> plt.Figure:
 
 def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], str, str]:
     """Tokens, description and token kind of the corpus the `data` config describes, via its data module."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    try:
-        dm = instantiate(cfg.data)
-    except Exception as e:  # surface the data module's own one-line error
-        raise (e.__cause__ if isinstance(e.__cause__, ConfigError) else e) from None
+    from rnnlab.run.build import build
+    from rnnlab.schema import validate
+
+    validate(cfg)
+    dm = build(cfg.data, "data")
     if not hasattr(dm, "vocab"):
         raise ConfigError("rnnlab-zipf needs a text data set (data=timemachine with any data.path)")
     dm.setup("fit")
@@ -53,9 +57,13 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
 def write_report(tokens: list[str], description: str, token_kind: str, out: Path, top: int = 10) -> str:
     """top_tokens.txt, zipf.png and a TensorBoard event file under `out`; returns the text report."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out={str(out)!r} cannot be created ({e.strerror})") from None
+        return _write_report(tokens, description, token_kind, out, top)
+    except OSError as e:  # --out under a file, or not writable
+        raise ConfigError(f"--out={str(out)!r} cannot be written ({e.strerror}): give a writable directory") from None
+
+
+def _write_report(tokens: list[str], description: str, token_kind: str, out: Path, top: int) -> str:
+    out.mkdir(parents=True, exist_ok=True)
     tables = {n: ngram_counts(tokens, n) for n in (1, 2, 3)}
     sep = "" if token_kind == "char" else " "
     lines = [f"corpus: {description}"]
@@ -63,7 +71,7 @@ def write_report(tokens: list[str], description: str, token_kind: str, out: Path
         listed = ", ".join(f"{sep.join(g)!r}: {c}" for g, c in table[:top])
         lines.append(f"top {n}-grams ({len(table)} distinct): {listed}")
     report = "\n".join(lines)
-    (out / "top_tokens.txt").write_text(report + "\n")
+    (out / "top_tokens.txt").write_text(report + "\n", encoding="utf-8")  # any script, whatever the locale
     fig = zipf_figure(tables)
     fig.savefig(out / "zipf.png", dpi=120)
     from torch.utils.tensorboard import SummaryWriter
@@ -71,5 +79,7 @@ def write_report(tokens: list[str], description: str, token_kind: str, out: Path
     with SummaryWriter(str(out / "tensorboard")) as writer:
         writer.add_figure("corpus/zipf", fig)
         writer.add_text("corpus/top_tokens", report.replace("\n", "  \n"))
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     return report

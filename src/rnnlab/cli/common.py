@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from rnnlab.errors import ConfigError
-
-USER_ERROR_EXIT = 2
+from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 
 
 def run(main: Callable[[], int | None]) -> int:
@@ -15,10 +13,10 @@ def run(main: Callable[[], int | None]) -> int:
     try:
         return main() or 0
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return USER_ERROR_EXIT
     except Exception as e:  # Hydra's and OmegaConf's own errors for a bad override are the user's too
         if type(e).__module__.split(".")[0] in ("hydra", "omegaconf"):
-            print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            print(error_line(e), file=sys.stderr)
             return USER_ERROR_EXIT
         raise

@@ -19,11 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def ensemble() -> int:
-        from rnnlab.dynamic_eval import check_options
+        from rnnlab.checkpoints import resolve_device
         from rnnlab.ensemble import rescore, summary_line
+        from rnnlab.schema import check_options
 
-        check_options(args.segment_len, args.lr, args.decay, name=lambda option: "--" + option.replace("_", "-"))
-        result = rescore(args.sweep_dir, args.device, args.segment_len, args.lr, args.decay)
+        check_options("rnnlab.ensemble.EnsembleReport", vars(args), name=lambda option: "--" + option.replace("_", "-"))
+        result = rescore(args.sweep_dir, resolve_device(args.device), args.segment_len, args.lr, args.decay)
         print(summary_line(result))
         print(f"written: {args.sweep_dir / 'ensemble.json'}")
         return 0

@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from rnnlab.cli.common import run
-from rnnlab.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,16 +19,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-tokens", type=int, default=50)
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (argmax), > 0: sampling")
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
     def generate() -> int:
         import torch
 
-        from rnnlab.checkpoints import load_language_model
+        from rnnlab.checkpoints import load_language_model, resolve_device
+        from rnnlab.schema import NON_NEGATIVE_INT, SEED, TEMPERATURE
 
-        if args.num_tokens < 0 or args.temperature < 0:
-            raise ConfigError("--num-tokens and --temperature must be >= 0")
-        model = load_language_model(args.checkpoint)
+        NON_NEGATIVE_INT("--num-tokens", args.num_tokens)
+        TEMPERATURE("--temperature", args.temperature)
+        SEED("--seed", args.seed)
+        device = resolve_device(args.device)
+        model = load_language_model(args.checkpoint, map_location=device)
         print(model.generate(args.prefix, args.num_tokens, temperature=args.temperature,
                              generator=torch.Generator().manual_seed(args.seed)))
         return 0

@@ -1,9 +1,8 @@
 """Forecast figures during training, on the validation part, so a person watches the forecast improve.
 
 The module provides `validation_forecast() -> dict` after a validation epoch:
-  series       1-d tensor: the observed values the validation read
-  start        int: index of the first predicted value
-  predictions  {name: 1-d tensor of predictions of series[start:]} (e.g. "1-step", "multi-step")
+  series       1-d tensor: the observed values (time index = position)
+  predictions  {name: (times, values)}: 1-d tensors, the forecasts of series[times] (e.g. "1-step")
 (rnnlab.models.regressor.SequenceRegressor implements it.) The test part is never drawn here.
 """
 
@@ -18,16 +17,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rnnlab.dashboard.logger import log_step, writers  # noqa: E402
 
 
-def validation_figure(forecast: dict, epoch: int) -> plt.Figure:
-    """Observed values with each named prediction over the validation range."""
+def validation_figure(forecast: dict, epoch: int, context: int = 50) -> plt.Figure:
+    """Observed values with each named forecast over the validation range (and `context` values before)."""
     series = forecast["series"].detach().float().cpu().numpy()
-    start = int(forecast["start"])
-    time = range(start + 1, len(series) + 1)
+    preds = {name: (t.detach().cpu().numpy(), v.detach().float().cpu().numpy())
+             for name, (t, v) in forecast["predictions"].items()}
+    first = max(0, min(int(t.min()) for t, _ in preds.values()) - context)
+    last = max(int(t.max()) for t, _ in preds.values()) + 1
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(time, series[start:], lw=0.8, color="0.6", label="data")
-    for name, pred in forecast["predictions"].items():
-        ax.plot(time, pred.detach().float().cpu().numpy(), lw=1.2, label=f"{name} preds")
-    ax.set(xlabel="time", ylabel="x", title=f"validation forecast after epoch {epoch}")
+    ax.plot(range(first, last), series[first:last], lw=0.8, color="0.6", label="data")
+    for name, (t, v) in preds.items():
+        ax.plot(t, v, lw=1.2, label=f"{name} forecasts")
+    ax.set(xlabel="time", ylabel="value", title=f"validation forecasts after epoch {epoch}")
     ax.legend(loc="lower left")
     fig.tight_layout()
     return fig

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rnnlab.errors import ConfigError, require_choice
+from rnnlab.errors import ConfigError
 
 SAMPLINGS = ("random", "sequential")
 
@@ -131,7 +131,7 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
                  trainer=None) -> _WindowSampler:
     """The one place that maps `data.sampling` to a sampler class; with a Trainer, rank-aware and
     following the fit loop's epoch counter (the one Lightning passes to set_epoch, right on resume too)."""
-    require_choice("data.sampling", sampling, SAMPLINGS)
+    assert sampling in SAMPLINGS, f"sampling={sampling!r}: one of {', '.join(SAMPLINGS)} (rnnlab.schema checks data.sampling)"
     cls = RandomSampler if sampling == "random" else SequentialSampler
     if trainer is None:
         return cls(length, batch_size, num_steps, seed=seed)
@@ -150,35 +150,91 @@ def window_loader(sequence: Tensor, sampling: str, batch_size: int, num_steps: i
     sampler = make_sampler(sampling, len(sequence), batch_size, num_steps, seed=seed, trainer=trainer)
     if trainer is not None:
         sequence = sequence.to(trainer.strategy.root_device)
-    return DataLoader(WindowDataset(sequence, num_steps), sampler=sampler, batch_size=None)
+    dataset = WindowDataset(sequence, num_steps)
+    if trainer is not None and trainer.overfit_batches > 0:
+        # trainer.overfit_batches: Lightning replaces any sampler but torch's SequentialSampler by one that
+        # yields integer indices. The same first-epoch batches every epoch are what overfitting wants:
+        # a dataset of those batches, read in order by the SequentialSampler Lightning keeps.
+        return DataLoader(FixedBatches(dataset, sampler.starts(0)), batch_size=None)
+    return DataLoader(dataset, sampler=sampler, batch_size=None)
+
+
+class FixedBatches(Dataset):
+    """Batch i is the windows at `starts[i]` (one epoch's start positions), for integer-indexing samplers."""
+
+    def __init__(self, windows: "WindowDataset", starts: Tensor):
+        self.windows, self.starts = windows, starts
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.windows[self.starts[i]]
+
+    def __len__(self) -> int:
+        return len(self.starts)
 
 
 class WindowDataset(Dataset):
-    """Index with a tensor of start positions; returns (inputs, targets) windows, targets shifted by one."""
+    """Index with a tensor of start positions; returns (inputs, targets) windows, targets shifted by one.
+
+    Token ids may be stored narrow (uint8/int16/int32, a quarter of int64 or less); the gathered
+    windows are widened to int64 on the sequence's device, as embeddings and one-hot need.
+    """
 
     def __init__(self, sequence: Tensor, num_steps: int):
         self.sequence, self.num_steps = sequence, num_steps
         self._span = torch.arange(num_steps + 1, device=sequence.device)
+        self._widen = not sequence.is_floating_point() and sequence.dtype != torch.long
 
     def __getitem__(self, starts: Tensor) -> tuple[Tensor, Tensor]:
         windows = self.sequence[starts.to(self.sequence.device)[:, None] + self._span]
+        if self._widen:
+            windows = windows.long()
         return windows[:, :-1], windows[:, 1:]
 
     def __len__(self) -> int:
         return len(self.sequence) - self.num_steps
 
 
-def eval_stream_batches(sequence: Tensor, batch_size: int, num_steps: int, ignore_index: int = -100):
+class EvalStream(Dataset):
+    """The held-out stream as `batch_size` continuous rows, cut into column slices of `num_steps`, built
+    one batch at a time (a gather on the stream's device) so the whole padded stream never exists.
+
+    Row r holds tokens [r * row_len, (r + 1) * row_len) of the inputs; positions past the stream's end
+    are padding: input 0 and target `ignore_index`. `rows` selects this process's rows under DDP.
+    """
+
+    def __init__(self, sequence: Tensor, batch_size: int, num_steps: int, ignore_index: int = -100,
+                 rows: slice | None = None):
+        self.sequence, self.num_steps, self.ignore_index = sequence, num_steps, ignore_index
+        self.n_pred = len(sequence) - 1
+        self.row_len = -(-self.n_pred // batch_size)
+        self._row_starts = (torch.arange(batch_size, device=sequence.device) * self.row_len)[rows or slice(None)]
+
+    def __len__(self) -> int:
+        return -(-self.row_len // self.num_steps)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        cols = torch.arange(i * self.num_steps, min((i + 1) * self.num_steps, self.row_len),
+                            device=self.sequence.device)
+        pos = self._row_starts[:, None] + cols
+        valid = pos < self.n_pred
+        pos = pos.clamp(max=max(self.n_pred - 1, 0))
+        inputs = torch.where(valid, self.sequence[pos].long(), 0)
+        targets = torch.where(valid, self.sequence[pos + 1].long(), self.ignore_index)
+        return inputs, targets
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def eval_stream_batches(sequence: Tensor, batch_size: int, num_steps: int, ignore_index: int = -100,
+                        rows: slice | None = None) -> EvalStream:
     """Cut a held-out stream into `batch_size` continuous rows, so every token after the first is predicted once.
 
     The stream is padded at the end to fill the last row: padded inputs are 0 and padded targets are
     `ignore_index`, so a token-weighted loss over the batches is exactly the mean over the stream.
-    Returns a list of (inputs, targets) with up to `num_steps` columns each; carry the state across them.
+    Returns a lazy sequence of (inputs, targets) (int64) with up to `num_steps` columns each; carry the
+    state across them.
     """
-    n_pred = len(sequence) - 1
-    row_len = -(-n_pred // batch_size)
-    inputs = torch.zeros(batch_size * row_len, dtype=sequence.dtype, device=sequence.device)
-    targets = torch.full((batch_size * row_len,), ignore_index, dtype=sequence.dtype, device=sequence.device)
-    inputs[:n_pred], targets[:n_pred] = sequence[:-1], sequence[1:]
-    inputs, targets = inputs.reshape(batch_size, row_len), targets.reshape(batch_size, row_len)
-    return [(inputs[:, i:i + num_steps], targets[:, i:i + num_steps]) for i in range(0, row_len, num_steps)]
+    return EvalStream(sequence, batch_size, num_steps, ignore_index, rows)

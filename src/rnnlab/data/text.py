@@ -1,4 +1,9 @@
-"""Text preprocessing, tokenization and the vocabulary, as in d2l's 'Converting Raw Text into Sequence Data'."""
+"""Text preprocessing, tokenization and the vocabulary, as in d2l's 'Converting Raw Text into Sequence Data'.
+
+These are the reference definitions, one Python string at a time: `rnnlab.data.corpus` computes the
+same ids for files of any size without a Python loop per token, and generation prefixes go through
+`prefix_tokens` here, so a prefix is processed exactly as the corpus was.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from typing import Iterable, Sequence
 
 from rnnlab.errors import ConfigError, require_choice
 
-TOKENIZERS = ("char", "word")
+TOKENIZERS = ("char", "word", "byte")
+PREPROCESSES = ("book", "lower", "none")
+# The book reads lines with open(...).readlines(): universal newlines, so \r\n, \r and \n end a line.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def default_corpus_path() -> Path:
@@ -19,60 +27,77 @@ def default_corpus_path() -> Path:
 
 
 def read_text(path: str | Path | None) -> str:
-    """Read a UTF-8 corpus, failing with one clear line for a missing, directory, binary or empty file."""
-    p = default_corpus_path() if path in (None, "") else Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError(f"data.path={str(p)!r} does not exist: give a UTF-8 text file")
-    if p.is_dir():
-        raise ConfigError(f"data.path={str(p)!r} is a directory: give a UTF-8 text file")
+    """Read a whole UTF-8 corpus (small files; `corpus.load_ids` streams large ones)."""
+    from rnnlab.data.corpus import check_regular_file, decode_utf8
+
+    p = check_regular_file(path)
     raw = p.read_bytes()
-    if b"\x00" in raw:
-        raise ConfigError(f"data.path={str(p)!r} looks binary (contains NUL bytes): give a UTF-8 text file")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"data.path={str(p)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return decode_utf8(raw, p, 0, check_nul=True)
 
 
-def preprocess(text: str) -> list[str]:
-    """The book's cleaning, line by line: every run of non-letters becomes one space, strip, lower case.
+def preprocess(text: str, mode: str = "book", strip: bool = True) -> list[str]:
+    """The text as units that tokens never cross: the book's cleaned lines, or the whole text as one unit.
 
-    This is d2l's `read_time_machine`; joining the characters of all lines (no separator), as
-    `tokenize(..., "char")` does, gives its 170,580-character corpus, the split that the reference
-    perplexities in shared/reference were measured on.
+    `book` is d2l's `read_time_machine`, line by line: every run of non-letters becomes one space,
+    strip, lower case; joining the characters of all lines (no separator) gives its 170,580-character
+    corpus. `lower` only lower-cases and `none` keeps every character, newlines included, so the
+    text stays one unit. `strip=False` keeps a prefix's trailing space (the book's 'time traveller ').
     """
-    return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines()]
+    require_choice("data.preprocess", mode, PREPROCESSES)
+    if mode == "lower":
+        return [text.lower()]
+    if mode == "none":
+        return [text]
+    lines = [re.sub("[^A-Za-z]+", " ", line).lower() for line in _LINE_BREAK.split(text)]
+    return [line.strip() for line in lines] if strip else lines
 
 
 def tokenize(lines: Sequence[str], token: str) -> list[str]:
-    """Characters of all lines joined, or the whitespace-separated words of all lines."""
+    """Characters of all units joined, the whitespace-separated words of every unit, or UTF-8 bytes.
+
+    A byte is the one-character string of its value (latin-1), so 256 ids cover every file.
+    """
     require_choice("data.token", token, TOKENIZERS)
     if token == "char":
         return [ch for line in lines for ch in line]
+    if token == "byte":
+        return list("".join(lines).encode("utf-8").decode("latin-1"))
     return [word for line in lines for word in line.split()]
 
 
-class Vocab:
-    """Token <-> index maps: `<unk>` at 0, then reserved tokens, then tokens by descending frequency."""
+def prefix_tokens(prefix: str, token: str, mode: str) -> list[str]:
+    """Tokens of a generation prefix, processed as the corpus was (not stripped: it continues)."""
+    return tokenize(preprocess(prefix, mode, strip=False), token)
 
-    def __init__(self, tokens: Iterable[str] = (), min_freq: int = 0, reserved_tokens: Sequence[str] = ()):
-        counter = collections.Counter(tokens)
-        # Sort by descending frequency, ties broken by the token itself so the order is reproducible.
-        self.token_freqs = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+class Vocab:
+    """Token <-> index maps: `<unk>` at 0, then reserved tokens, then tokens by descending frequency.
+
+    Equal frequencies keep first-occurrence order (a stable sort of the counts, as the book's
+    `sorted(counter.items(), key=lambda x: x[1], reverse=True)`), so ids equal d2l's.
+    """
+
+    def __init__(self, tokens: Iterable[str] = (), min_freq: int = 0, reserved_tokens: Sequence[str] = (),
+                 max_size: int | None = None):
+        counter = collections.Counter(tokens)  # insertion order: first occurrence
+        self.token_freqs = sorted(counter.items(), key=lambda kv: -kv[1])
         self.idx_to_token = ["<unk>", *reserved_tokens]
         seen = set(self.idx_to_token)
         for tok, freq in self.token_freqs:
-            if freq >= min_freq and tok not in seen:
+            if freq < min_freq or (max_size is not None and len(self.idx_to_token) >= max_size):
+                break
+            if tok not in seen:
                 self.idx_to_token.append(tok)
                 seen.add(tok)
         self.token_to_idx = {tok: idx for idx, tok in enumerate(self.idx_to_token)}
 
     @classmethod
-    def from_tokens_list(cls, idx_to_token: Sequence[str]) -> "Vocab":
-        """Rebuild a vocabulary from its saved index order (as stored in a checkpoint)."""
+    def from_tokens_list(cls, idx_to_token: Sequence[str], token_freqs: Sequence[tuple[str, int]] = ()) -> "Vocab":
+        """Rebuild a vocabulary from its saved index order (as stored in a checkpoint or the corpus cache)."""
         vocab = cls()
         vocab.idx_to_token = list(idx_to_token)
         vocab.token_to_idx = {tok: idx for idx, tok in enumerate(vocab.idx_to_token)}
+        vocab.token_freqs = list(token_freqs)
         return vocab
 
     def __len__(self) -> int:
@@ -95,15 +120,16 @@ class Vocab:
         return 0
 
 
-def load_corpus(path: str | Path | None, token: str, min_freq: int = 0, max_tokens: int | None = None):
-    """Read, clean and tokenize a text file; return (token indices, vocab), keeping the first `max_tokens`."""
-    require_choice("data.token", token, TOKENIZERS)
-    tokens = tokenize(preprocess(read_text(path)), token)
-    if not tokens:
-        raise ConfigError(f"data.path={str(path or default_corpus_path())!r} has no letters: the corpus is empty")
-    if max_tokens is not None and max_tokens > 0:
-        tokens = tokens[:max_tokens]
-    vocab = Vocab(tokens, min_freq=min_freq)
-    if len(vocab) < 2:
-        raise ConfigError(f"data.min_freq={min_freq} leaves only <unk> in the vocabulary: lower it")
-    return [vocab[t] for t in tokens], vocab
+def load_corpus(path: str | Path | None, token: str, min_freq: int = 0, max_tokens: int | None = None,
+                preprocess: str = "book", max_vocab: int | None = None, unk: bool = True):
+    """Read, clean and tokenize a text file; return (token indices, vocab), keeping the first `max_tokens`.
+
+    The vocabulary is built over the whole corpus before the first `max_tokens` are kept, as the
+    book's `load_corpus_time_machine` does. Indices are a list, for small corpora and tests; the
+    data module uses `corpus.load_ids` (a numpy array) directly.
+    """
+    from rnnlab.data.corpus import load_ids
+
+    ids, vocab = load_ids(path, token=token, preprocess=preprocess, min_freq=min_freq, max_vocab=max_vocab,
+                          unk=unk, max_tokens=max_tokens)
+    return ids.tolist(), vocab

@@ -1,4 +1,4 @@
-"""The Time Machine (or any UTF-8 text) as a LightningDataModule for character or word language modelling."""
+"""The Time Machine (or any UTF-8 text) as a LightningDataModule for character, word or byte language modelling."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
-from rnnlab.data.text import TOKENIZERS, Vocab, load_corpus
+from rnnlab.data.corpus import load_ids
+from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab
 from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
 
 
@@ -26,10 +27,15 @@ class TimeMachineDataModule(L.LightningDataModule):
         batch_size: int = 32,
         num_steps: int = 35,
         val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
         max_tokens: int | None = None,
         min_freq: int = 0,
         val_batch_size: int = 32,
         seed: int = 0,
+        preprocess: str = "book",
+        max_vocab: int | None = None,
+        unk: bool = True,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         require_choice("data.token", token, TOKENIZERS)
@@ -39,15 +45,25 @@ class TimeMachineDataModule(L.LightningDataModule):
         require_positive_int("data.val_batch_size", val_batch_size)
         require(isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1,
                 "data.val_fraction", "must lie strictly between 0 and 1", val_fraction)
+        require(isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1 - val_fraction,
+                "data.test_fraction", f"must lie in [0, 1 - data.val_fraction) = [0, {1 - val_fraction:g})", test_fraction)
         require(max_tokens is None or (isinstance(max_tokens, int) and max_tokens >= 0),
                 "data.max_tokens", "must be null, 0 (all) or a positive integer", max_tokens)
         require(isinstance(min_freq, int) and min_freq >= 0, "data.min_freq", "must be an integer >= 0", min_freq)
+        require_choice("data.preprocess", preprocess, PREPROCESSES)
+        require(max_vocab is None or (isinstance(max_vocab, int) and not isinstance(max_vocab, bool) and max_vocab >= 2),
+                "data.max_vocab", "must be null (no cap) or an integer >= 2 (<unk> and one token)", max_vocab)
+        require(isinstance(unk, bool), "data.unk", "must be true or false", unk)
+        require(token != "byte" or (min_freq == 0 and max_vocab is None), "data.token",
+                "byte has a fixed vocabulary of 256: leave data.min_freq=0 and data.max_vocab=null", token)
         self.save_hyperparameters(logger=False)
         self.path, self.token, self.sampling = path, token, sampling
         self.batch_size, self.num_steps, self.val_batch_size = batch_size, num_steps, val_batch_size
-        self.val_fraction, self.max_tokens, self.min_freq, self.seed = val_fraction, max_tokens, min_freq, seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.max_tokens, self.min_freq, self.seed = max_tokens, min_freq, seed
+        self.preprocess, self.max_vocab, self.unk, self.cache_dir = preprocess, max_vocab, unk, cache_dir
         self.vocab: Vocab | None = None
-        self.train_tokens = self.val_tokens = None
+        self.train_tokens = self.val_tokens = self.test_tokens = None
 
     @property
     def continuous(self) -> bool:
@@ -55,18 +71,27 @@ class TimeMachineDataModule(L.LightningDataModule):
         return self.sampling == "sequential"
 
     def prepare_corpus(self) -> None:
-        """Read, tokenize and split once; cheap enough to run in every process."""
+        """Read, tokenize and split once (or read the cache); cheap enough to run in every process.
+
+        Ids stay in the narrowest integer type (uint8/int16/int32); batches are widened when gathered.
+        """
         if self.train_tokens is not None:
             return
-        indices, self.vocab = load_corpus(self.path, self.token, self.min_freq, self.max_tokens or None)
-        corpus = torch.tensor(indices, dtype=torch.long)
+        ids, self.vocab = load_ids(self.path, token=self.token, preprocess=self.preprocess, min_freq=self.min_freq,
+                                   max_vocab=self.max_vocab, unk=self.unk, max_tokens=self.max_tokens,
+                                   cache_dir=self.cache_dir)
+        corpus = torch.from_numpy(ids)
         n_val = int(round(len(corpus) * self.val_fraction))
-        if n_val < 2 or len(corpus) - n_val < 2:
+        n_test = int(round(len(corpus) * self.test_fraction))
+        if n_val < 2 or len(corpus) - n_val - n_test < 2 or (self.test_fraction and n_test < 2):
             raise ConfigError(
-                f"data.val_fraction={self.val_fraction} splits {len(corpus)} tokens into an empty part: "
-                "use a longer corpus or another fraction"
+                f"data.val_fraction={self.val_fraction} (data.test_fraction={self.test_fraction}) splits "
+                f"{len(corpus)} tokens into an empty part: use a longer corpus or other fractions"
             )
-        self.train_tokens, self.val_tokens = corpus[:-n_val], corpus[-n_val:]
+        # train | val | test, each contiguous; without a test part the split is the book's train | val.
+        n_train = len(corpus) - n_val - n_test
+        self.train_tokens, self.val_tokens = corpus[:n_train], corpus[n_train:n_train + n_val]
+        self.test_tokens = corpus[n_train + n_val:] if n_test else None
         # Fail now, with a clear message, if batches cannot be cut (per process under data parallelism).
         make_sampler(self.sampling, len(self.train_tokens), self.batch_size, self.num_steps, seed=self.seed,
                      trainer=self.trainer)
@@ -79,18 +104,32 @@ class TimeMachineDataModule(L.LightningDataModule):
                              trainer=self.trainer)
 
     def val_dataloader(self) -> DataLoader:
+        return self._stream_loader(self.val_tokens)
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.test_fraction > 0
+
+    def test_dataloader(self) -> DataLoader:
+        """The test part (data.test_fraction > 0), walked as validation walks the held-out stream."""
+        if self.test_tokens is None:
+            raise ConfigError("this data has no test split: set data.test_fraction (e.g. 0.1) when training")
+        return self._stream_loader(self.test_tokens)
+
+    def _stream_loader(self, tokens) -> DataLoader:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        batches = eval_stream_batches(self.val_tokens.to(device), self.val_batch_size, self.num_steps)
+        rows = None
         if self.trainer is not None and self.trainer.world_size > 1:
             share = -(-self.val_batch_size // self.trainer.world_size)
             rows = slice(self.trainer.global_rank * share, (self.trainer.global_rank + 1) * share)
-            batches = [(x[rows], y[rows]) for x, y in batches]
+        batches = eval_stream_batches(tokens.to(device), self.val_batch_size, self.num_steps, rows=rows)
         return DataLoader(batches, batch_size=None)
 
     def module_kwargs(self) -> dict:
-        """What the LanguageModel needs from the data: the vocabulary (in index order) and the token kind."""
+        """What the LanguageModel needs from the data: the vocabulary (in index order), the token kind and
+        the preprocessing, so that generation prefixes are processed as the corpus was."""
         self.prepare_corpus()
-        return {"vocab": list(self.vocab.idx_to_token), "token": self.token}
+        return {"vocab": list(self.vocab.idx_to_token), "token": self.token, "preprocess": self.preprocess}
 
     @property
     def vocab_size(self) -> int:
@@ -99,5 +138,7 @@ class TimeMachineDataModule(L.LightningDataModule):
 
     def describe(self) -> str:
         src = self.path or "The Time Machine (bundled)"
-        return (f"{src}: {len(self.train_tokens)} train / {len(self.val_tokens)} val {self.token} tokens, "
+        test = f" / {len(self.test_tokens)} test" if self.test_tokens is not None else ""
+        return (f"{src}: {len(self.train_tokens)} train / {len(self.val_tokens)} val{test} {self.token} tokens "
+                f"(preprocess {self.preprocess}, {self.train_tokens.dtype}), "
                 f"vocab {len(self.vocab)}, {self.sampling} sampling, batch {self.batch_size} x {self.num_steps}")

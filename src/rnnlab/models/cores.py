@@ -7,9 +7,12 @@ torch.nn.RNN/GRU/LSTM lay it out: (layers * directions, batch, hidden), a pair (
 
 from __future__ import annotations
 
+import types
+import warnings
+
+import torch
 from torch import nn
 
-from rnnlab.errors import require, require_choice, require_positive_int
 from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
 
 CORES = {
@@ -21,32 +24,82 @@ CORES = {
     "lstm_scratch": ScratchLSTM,
 }
 NONLINEARITIES = ("tanh", "relu")
+# model.compile: false (eager), true (torch.compile's default mode) or a torch.compile mode by name.
+COMPILE_OPTIONS = (False, True, "default", "reduce-overhead", "max-autotune")
+
+
+def compile_mode(compile) -> str | None:
+    """The torch.compile mode that a model.compile value asks for (rnnlab.schema checks it); None for eager."""
+    return None if compile is False else "default" if compile is True else compile
 
 
 def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: int = 1,
                bidirectional: bool = False, dropout: float = 0.0, nonlinearity: str = "tanh",
-               compile: bool = False) -> nn.Module:
-    """Validate the options (errors name `model.<option>`) and build a core of the given kind.
+               compile: bool | str = False) -> nn.Module:
+    """Build a core of the given kind (rnnlab.schema has checked the config's options).
 
-    `compile=True` compiles the core in place with torch.compile (same parameters and state_dict):
-    for the scratch cores the time loop is traced once and its element-wise gate arithmetic fused,
-    which on a GPU removes most of the per-step kernel launches. The first batches pay the compilation.
+    `compile` (COMPILE_OPTIONS) compiles the core in place with torch.compile in that mode (same
+    parameters and state_dict): for the scratch cores the time loop is traced once and its element-wise
+    gate arithmetic fused, which on a GPU removes most of the per-step kernel launches; the built-in
+    cores are traced through torch._dynamo.config.allow_rnn (see compile_core). `reduce-overhead` also
+    replays forward and backward as CUDA graphs on a GPU; on a CPU torch.compile skips the graphs and
+    it runs as `default`. The first batches pay the compilation.
     """
-    require_choice("model.kind", kind, tuple(CORES))
-    require_positive_int("model.hidden_size", hidden_size)
-    require_positive_int("model.num_layers", num_layers)
-    require(isinstance(bidirectional, bool), "model.bidirectional", "must be true or false", bidirectional)
-    require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
-            "model.dropout", "must lie in [0, 1)", dropout)
+    if kind not in CORES:
+        raise ValueError(f"kind={kind!r} is not a core: one of {', '.join(CORES)}")
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, dropout=float(dropout), batch_first=True)
     if kind.startswith("rnn"):
-        require_choice("model.nonlinearity", nonlinearity, NONLINEARITIES)
         kwargs["nonlinearity"] = nonlinearity
-    require(isinstance(compile, bool), "model.compile", "must be true or false", compile)
+    mode = compile_mode(compile)
     core = CORES[kind](input_size, hidden_size, **kwargs)
-    if compile:
-        core.compile(dynamic=False)
+    if mode is not None:
+        compile_core(core, mode)
     return core
+
+
+def compile_core(core: nn.Module, mode: str) -> None:
+    """torch.compile the core's forward in place, shapes static (every training batch has the same shape).
+
+    Dynamo does not start tracing in a frame of torch.nn (torch 2.13: `nn.Module.compile()` of
+    torch.nn.RNN/GRU/LSTM captures nothing and runs eager), so the compiled function is a frame of ours
+    that calls the module's forward, with a code object of its own per core: dynamo's recompile limit
+    (8) counts per code object, and a shared one would leave the ninth core built in a process (a
+    sweep in one process, the tests) silently eager. Inside it dynamo leaves a built-in recurrence to
+    eager unless `torch._dynamo.config.allow_rnn` is set, which is patched on while tracing a built-in
+    core, except nn.LSTM on a CPU: inductor fails on its oneDNN kernel there (torch 2.13, TypeError
+    for aten.mkldnn_rnn_layer), so that one stays eager inside the compiled function.
+    `reduce-overhead` off a CUDA device runs as `default` (torch.compile skips the CUDA graphs), with
+    one warning. tests/test_cores.py fails if any of this stops holding.
+    """
+    builtin, lstm = isinstance(core, nn.RNNBase), isinstance(core, nn.LSTM)
+    forward = core.forward
+
+    def compiled_forward(x, state=None):
+        return forward(x, state)
+
+    own = types.FunctionType(compiled_forward.__code__.replace(), compiled_forward.__globals__,
+                             compiled_forward.__name__, compiled_forward.__defaults__, compiled_forward.__closure__)
+    compiled = torch.compile(own, mode=mode, dynamic=False)
+    unwarned = [mode == "reduce-overhead"]
+
+    def run(x, state=None):
+        graphs = mode == "reduce-overhead" and x.device.type == "cuda"
+        if unwarned[0] and not graphs:
+            unwarned[0] = False
+            warnings.warn(f"model.compile=reduce-overhead: CUDA graphs need a CUDA device; on {x.device.type} "
+                          "the core runs compiled as model.compile=default")
+        if graphs:
+            # Each call is a new training step for CUDA graph trees; the carried state is copied out of
+            # the graphs' memory pool, which the next replay reuses (not yet measured on a GPU: see
+            # bench/gpu_check.py and tests/test_gpu.py).
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch._dynamo.config.patch(allow_rnn=builtin and not (lstm and x.device.type == "cpu")):
+            outputs, state = compiled(x, state)
+        if graphs:
+            state = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()
+        return outputs, state
+
+    core.forward = run
 
 
 def output_size(core: nn.Module) -> int:

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import Vocab
-from rnnlab.errors import ConfigError, require
+from rnnlab.data.text import Vocab, prefix_tokens
+from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
 from rnnlab.models.lean import LeanLightningModule
@@ -41,14 +41,12 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
         embedding_dim: int | None = None,
         dropout: float = 0.0,
         weight_drop: float = 0.0,
+        preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
     ):
         super().__init__()
-        require(isinstance(dropout, (int, float)) and 0 <= dropout < 1, "module.dropout", "must lie in [0, 1)", dropout)
-        require(isinstance(weight_drop, (int, float)) and 0 <= weight_drop < 1, "module.weight_drop",
-                "must lie in [0, 1)", weight_drop)
         self.save_hyperparameters(logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
-        self.token = token
+        self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
         self.embedding = nn.Embedding(self.vocab_size, embedding_dim) if embedding_dim else None
         self.core = core(input_size=embedding_dim or self.vocab_size)
@@ -135,14 +133,27 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
         if self.token == "char":
             self.log("val/bpc", nll / math.log(2), sync_dist=True)  # bits per character
 
+    # test (the data's test split, data.test_fraction) --------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._val_state = None
+        self.val_nll.reset()
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
+        self.log("test/ppl", ppl, sync_dist=True)
+        self.log("test/loss", torch.log(ppl), sync_dist=True)
+
     # optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
         return configure_optimizers(self)
 
     # generation --------------------------------------------------------------------------------
     def prefix_indices(self, prefix: str) -> list[int]:
-        """Tokenize a prefix as the corpus was tokenized; unknown tokens map to <unk>."""
-        tokens = prefix.lower().split() if self.token == "word" else list(prefix.lower())
+        """Process and tokenize a prefix as the corpus was; unknown tokens map to <unk>."""
+        tokens = prefix_tokens(prefix, self.token, self.preprocess)
         if not tokens:
             raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
         return self.vocab[tokens]
@@ -151,6 +162,8 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
     def generate(self, prefix: str, num_tokens: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> str:
         """Continue `prefix` by `num_tokens`: warm up on the prefix, then argmax (temperature 0) or sample."""
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+            raise ConfigError(f"temperature={temperature!r} is invalid: must be a finite number >= 0 (0: greedy)")
         was_training = self.training
         self.eval()
         try:
@@ -169,5 +182,5 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
         finally:
             self.train(was_training)
         new = self.vocab.to_tokens(torch.cat(out, 1)[0]) if out else []
-        sep = "" if self.token == "char" else " "
+        sep = " " if self.token == "word" else ""
         return prefix + (sep if new and sep else "") + sep.join(new)

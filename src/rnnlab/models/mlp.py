@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+
+from rnnlab.errors import require_positive_int
+from rnnlab.models.forecaster import Forecaster
 
 
-class AutoregressiveMLP(nn.Sequential):
-    """Linear(tau, hidden), ReLU, Linear(hidden, 1), Xavier-uniform weights as the book initialises them."""
+class AutoregressiveMLP(Forecaster):
+    """Linear(tau * C, hidden), ReLU, Linear(hidden, C), Xavier-uniform weights as the book initialises them.
 
-    uses_features = True  # trains on feature-label pairs, not on windows of a sequence
+    As a Forecaster its state is the last tau - 1 observations (zeros for a fresh window), so a
+    window of any length gives one prediction per step and a rollout continues it like a recurrent
+    core's; the first tau - 1 predictions of a fresh window read zeros (`warmup`, not trained on).
+    """
 
-    def __init__(self, input_size: int, hidden_size: int = 10):
-        super().__init__(nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
-        for m in self:
+    def __init__(self, input_size: int, tau: int = 4, hidden_size: int = 10):
+        super().__init__()
+        require_positive_int("data.tau", tau)
+        require_positive_int("model.hidden_size", hidden_size)
+        self.lags, self.warmup, self.columns = tau, tau - 1, input_size
+        self.net = nn.Sequential(nn.Linear(tau * input_size, hidden_size), nn.ReLU(),
+                                 nn.Linear(hidden_size, input_size))
+        for m in self.net:
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
+
+    def forward(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if state is None:
+            state = x.new_zeros(x.shape[0], self.lags - 1, x.shape[2])
+        history = torch.cat([state, x], 1)
+        lagged = history.unfold(1, self.lags, 1)  # (batch, time, C, tau): row t holds x_{t-tau+1} .. x_t
+        features = lagged.transpose(2, 3).flatten(2)  # oldest lag first, columns within each lag
+        return self.net(features), history[:, history.shape[1] - self.lags + 1:]
+
+    @staticmethod
+    def cat_states(states: list) -> Tensor:
+        return torch.cat(states, 0)

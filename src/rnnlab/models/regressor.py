@@ -1,75 +1,101 @@
-"""Autoregression on a real-valued series (d2l 9.1) as a LightningModule: the book's MLP or any recurrent core.
+"""Forecasting a real-valued series (d2l 9.1) as one LightningModule, for every core and the book's MLP.
 
-Evaluation follows the book: one-step-ahead predictions, the multi-step rollout from n_train + tau
-that feeds the model its own predictions, and k-step-ahead predictions for k in (1, 4, 16, 64),
-each scored against the observed series and against the noise-free sine.
+The model (a `Forecaster`: rnnlab.models.forecaster) predicts the next value of every input column
+in model space (differenced if asked, z-scored on the training part); a k-step forecast feeds it
+its own predictions. What the data is arrives as plain data, `series` (rnnlab.data.series.SeriesSpec,
+stored in the checkpoint); the data options the module depends on (`sampling`, `num_steps`,
+`eval_context`, `ks`) are interpolated from `data` in conf/module/regressor.yaml.
+
+Evaluation, in original units, with rolling origins: every target t of a part whose origin t - k
+lies in the part is forecast from the observations up to t - k, reading the last `eval_context`
+of them (the MLP its tau lags; null: the whole history). For every k in `ks`: MAE, RMSE and MASE
+of the model and, by the same code, of persistence (y_t = y_{t-k}) and seasonal naive
+(y_t = y_{t - m ceil(k/m)}, with a season m). The sine also keeps the book's MSE metrics.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rnnlab.errors import ConfigError
-from rnnlab.models.cores import output_size
+from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
+from rnnlab.errors import require
+from rnnlab.models.forecaster import as_forecaster
 from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
 
+def scores(pred: Tensor, target: Tensor, scale: Tensor) -> dict[str, Tensor]:
+    """Per column (last dimension): MAE, RMSE and MASE (MAE over the in-sample naive MAE `scale`)."""
+    err = pred - target
+    mae = err.abs().mean(0)
+    return {"mae": mae, "rmse": err.pow(2).mean(0).sqrt(), "mase": mae / scale}
+
+
+def persistence(levels: Tensor, targets: Tensor, k: int) -> Tensor:
+    """y_t = y_{t-k}: the last observation at the origin."""
+    return levels[targets - k]
+
+
+def seasonal_naive(levels: Tensor, targets: Tensor, k: int, season: int) -> Tensor:
+    """y_t = y_{t - m ceil(k/m)}: the same season of the last cycle observed at the origin."""
+    return levels[targets - season * math.ceil(k / season)]
+
+
 class SequenceRegressor(OptimizerStepLogging, LeanLightningModule):
     def __init__(
         self,
         core: Callable[..., nn.Module],
-        tau: int,
-        n_train: int,
-        T: int,
-        context: int | None,
-        noise: float,
+        series: dict,
         optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
         scheduler: Callable | None = None,
         ks: Sequence[int] = (1, 4, 16, 64),
+        sampling: str = "random",
+        num_steps: int = 32,
+        eval_context: int | None = 64,
         rollout_steps: int = 0,
         residual: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.uses_features = bool(getattr(getattr(core, "func", core), "uses_features", False))
-        self.net = core(input_size=tau if self.uses_features else 1)
-        self.head = None if self.uses_features else nn.Linear(output_size(self.net), 1)
-        self.tau, self.n_train, self.noise_var, self.ks = tau, n_train, noise ** 2, tuple(ks)
-        if not self.ks or not all(isinstance(k, int) and k >= 1 for k in self.ks):
-            raise ConfigError(f"module.ks={list(self.ks)} is invalid: give positive integer horizons")
-        # Observations a forecast reads: the MLP its tau lags, a recurrent core the last `context`
-        # values, or its whole history (None).
-        self.window = tau if self.uses_features else context
-        # Every horizon is scored on the same targets t >= first_target: after a burn-in of the
-        # longest window (64 for a full history) and the longest horizon.
-        self.first_target = max(context or 64, tau) + max(self.ks) - 1
-        if self.first_target >= T:
-            raise ConfigError(f"data.T={T} is too short to score {max(self.ks)}-step predictions (module.ks) after "
-                              f"{self.first_target - max(self.ks) + 1} observations (data.eval_context, data.tau)")
-        if rollout_steps and self.uses_features:
-            raise ConfigError("module.rollout_steps applies to recurrent cores, not model=mlp: set it to 0")
+        self.spec = SeriesSpec(**series)
+        columns = len(self.spec.columns)
+        self.core = as_forecaster(core(input_size=columns), columns)
+        self.ks = tuple(ks)
+        require(bool(self.ks) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks),
+                "module.ks", "give positive integer horizons", list(self.ks))
+        origin_from, score_from, end = self.spec.test
+        require(max(score_from, origin_from + max(self.ks)) < end, "module.ks",
+                f"the longest horizon must fit the test part ({end - origin_from} rows)", list(self.ks))
+        require(isinstance(rollout_steps, int) and 0 <= rollout_steps < num_steps, "module.rollout_steps",
+                f"must be 0 or a positive integer smaller than data.num_steps={num_steps}", rollout_steps)
+        require(isinstance(residual, bool), "module.residual", "must be true or false", residual)
         self.rollout_steps, self.residual = rollout_steps, residual
+        # Observations a forecast reads: the MLP its lags, a recurrent core the last eval_context, or all (None).
+        self.window = self.core.lags or eval_context
+        self.diff = int(self.spec.difference)
+        self.register_buffer("mean", torch.tensor(self.spec.mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(self.spec.std, dtype=torch.float32), persistent=False)
+        self.register_buffer("naive_scale", torch.tensor(self.spec.naive_scale, dtype=torch.float32), persistent=False)
+        self.target_index = [self.spec.columns.index(t) for t in self.spec.targets]
         self.train_state = CarriedState()
-        self.forecasts: dict[str, Tensor] = {}
+        self.carry = sampling == "sequential"
+        self.forecasts: dict = {}
 
     def forward(self, x: Tensor, state=None):
-        """Recurrent path: values (batch, time) -> one-step predictions (batch, time), final state."""
-        out, state = self.net(x.unsqueeze(-1), state)
-        pred = self.head(out).squeeze(-1)
+        """Model-space values (batch, time, C) -> next-value predictions (batch, time, C), state."""
+        pred, state = self.core(x, state)
         return (x + pred if self.residual else pred), state
 
+    # training ---------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        num_steps = getattr(self.trainer.datamodule, "num_steps", None)
-        if self.rollout_steps and num_steps is not None and self.rollout_steps >= num_steps:
-            raise ConfigError(f"module.rollout_steps={self.rollout_steps} must be smaller than data.num_steps={num_steps}")
-        self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
+        self.train_state.reset(carry=self.carry)
 
     def free_running(self, x: Tensor, state):
         """Predictions for the window's last `rollout_steps` steps fed with the model's own predictions.
@@ -82,117 +108,151 @@ class SequenceRegressor(OptimizerStepLogging, LeanLightningModule):
         warm = x.shape[1] - self.rollout_steps
         out_warm, state_warm = self(x[:, :warm], state)
         out_rest, state_end = self(x[:, warm:], state_warm)
-        pred, s, free = out_warm[:, -1], state_warm, [out_warm[:, -1]]
+        pred, s, free = out_warm[:, -1:], state_warm, [out_warm[:, -1:]]
         for _ in range(self.rollout_steps - 1):
-            out, s = self(pred[:, None], s)
-            pred = out[:, -1]
+            pred, s = self(pred, s)
             free.append(pred)
-        return torch.cat([out_warm, out_rest], 1), torch.stack(free, 1), state_end
+        return torch.cat([out_warm, out_rest], 1), torch.cat(free, 1), state_end
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        if self.uses_features:
-            loss = F.mse_loss(self.net(x).squeeze(-1), y)
-        elif self.rollout_steps:
+        w = self.core.warmup
+        if self.rollout_steps:
             teacher_forced, free, state = self.free_running(x, self.train_state.initial())
-            self.train_state.keep(state)
-            loss = (F.mse_loss(teacher_forced, y) + F.mse_loss(free, y[:, -self.rollout_steps:])) / 2
+            loss = (F.mse_loss(teacher_forced[:, w:], y[:, w:]) + F.mse_loss(free, y[:, -self.rollout_steps:])) / 2
         else:
             pred, state = self(x, self.train_state.initial())
-            self.train_state.keep(state)
-            loss = F.mse_loss(pred, y)
+            loss = F.mse_loss(pred[:, w:], y[:, w:])
+        self.train_state.keep(state)
         if is_logging_step(self.trainer):
             self.log("train/mse", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
-    # forecasting -------------------------------------------------------------------------------
+    # forecasting ------------------------------------------------------------------------------
     @torch.no_grad()
-    def rollout(self, context: Tensor, steps: int) -> Tensor:
-        """From each row of observed `context` (N, C), predict `steps` values, each fed back as input."""
-        preds = []
-        if self.uses_features:
-            window = context[:, -self.tau:]
-            for _ in range(steps):
-                preds.append(self.net(window).squeeze(-1))
-                window = torch.cat([window[:, 1:], preds[-1][:, None]], 1)
-        else:
-            out, state = self(context)
-            preds.append(out[:, -1])
-            for _ in range(steps - 1):
-                out, state = self(preds[-1][:, None], state)
-                preds.append(out[:, -1])
-        return torch.stack(preds, 1)
-
-    def k_step(self, series: Tensor, k: int, first_target: int) -> Tensor:
-        """Predictions of x_t for t in [first_target, T), each from observations up to t - k."""
-        if self.window is None:
-            return self._k_step_full_history(series, k, first_target)
-        contexts = series.unfold(0, self.window, 1)  # row j holds x_j .. x_{j+W-1}
-        first_row = first_target - k - self.window + 1
-        return self.rollout(contexts[first_row: len(series) - k - self.window + 1], k)[:, -1]
+    def continue_rollout(self, first: Tensor, state, steps: int) -> Tensor:
+        """From first predictions (N, C) and the state after them, `steps` predictions (N, steps, C),
+        each one fed back as the next input."""
+        pred, preds = first[:, None], [first[:, None]]
+        for _ in range(steps - 1):
+            pred, state = self(pred, state)
+            preds.append(pred)
+        return torch.cat(preds, 1)
 
     @torch.no_grad()
-    def _k_step_full_history(self, series: Tensor, k: int, first_target: int) -> Tensor:
-        """Recurrent k-step predictions that read the whole observed history: one teacher-forced pass
-        keeps the state after every observation, then all rollouts start from those states at once."""
-        outs, states, state = [], [], None
-        for j in range(len(series) - k):
-            out, state = self(series[j: j + 1][None], state)
+    def start_at(self, z: Tensor, origins: Tensor):
+        """One-step predictions after each origin (time index) and the states to continue from, reading
+        the last `window` model-space values up to the origin (or, with no window, all of them)."""
+        rows = origins - self.diff  # model-space index of each origin's observation
+        if self.window is not None:
+            contexts = z.unfold(0, self.window, 1).transpose(1, 2)  # row j: z_j .. z_{j+W-1}
+            out, state = self(contexts[rows - self.window + 1])
+            return out[:, -1], state
+        outs, states, state = [], [], None  # the whole history: one pass, keeping every state
+        for j in range(int(rows.max()) + 1):
+            out, state = self(z[j: j + 1][None], state)
             outs.append(out[:, -1])
             states.append(state)
-        rows = range(first_target - k, len(series) - k)  # last observation x_{t-k}
-        pred = torch.cat([outs[j] for j in rows])
-        state = _cat_states([states[j] for j in rows])
-        for _ in range(k - 1):
-            out, state = self(pred[:, None], state)
-            pred = out[:, -1]
-        return pred
+        picked = rows.tolist()
+        return torch.cat([outs[j] for j in picked]), self.core.cat_states([states[j] for j in picked])
 
-    def multistep(self, series: Tensor, start: int) -> Tensor:
-        """The book's multi-step prediction: observed values up to `start`, then only own predictions."""
-        observed = series[:start] if self.window is None else series[start - self.window: start]
-        return self.rollout(observed[None], len(series) - start)[0]
+    @torch.no_grad()
+    def forecast_levels(self, levels: Tensor, origins: Tensor, steps: int) -> Tensor:
+        """Forecasts in original units (N, steps, C) of the `steps` values after each origin."""
+        z = to_model_space(levels, self.mean, self.std, bool(self.diff))
+        first, state = self.start_at(z, origins)
+        pred = self.continue_rollout(first, state, steps)
+        return to_levels(pred, levels[origins], self.mean, self.std, bool(self.diff))
+
+    def min_origin(self) -> int:
+        """The first origin with a full evaluation window behind it."""
+        return (self.window or 1) - 1 + self.diff
+
+    def rolling(self, levels: Tensor, part: Sequence[int], ks: Sequence[int]) -> dict[int, tuple[Tensor, Tensor]]:
+        """Per k: (target times t, forecasts (n, C) from origins t - k) over a part [origin_from, score_from, end)."""
+        origin_from, score_from, end = part
+        top = max(ks)
+        origins = torch.arange(max(origin_from, score_from - top, self.min_origin()), end - 1, device=levels.device)
+        pred = self.forecast_levels(levels, origins, top)
+        out = {}
+        for k in ks:
+            keep = (origins + k < end) & (origins + k >= score_from)
+            out[k] = (origins[keep] + k, pred[keep, k - 1])
+        return out
+
+    def part_scores(self, levels: Tensor, part: Sequence[int], ks: Sequence[int], forecasts=None) -> dict[str, Tensor]:
+        """Model and baseline scores per k, named as in metrics.json below `test/` or `val/`."""
+        forecasts = forecasts or self.rolling(levels, part, ks)
+        y = levels[:, self.target_index]
+        out = {}
+        for k, (t, pred) in forecasts.items():
+            methods = {"": pred[:, self.target_index], "naive_": persistence(y, t, k)}
+            if self.spec.season:
+                methods["snaive_"] = seasonal_naive(y, t, k, self.spec.season)
+            for prefix, p in methods.items():
+                for metric, value in scores(p, y[t], self.naive_scale).items():
+                    if len(self.spec.targets) == 1:
+                        out[f"{prefix}{metric}_k{k}"] = value[0]
+                        continue
+                    for name, v in zip(self.spec.targets, value):
+                        out[f"{name}/{prefix}{metric}_k{k}"] = v
+                    if metric == "mase":
+                        out[f"{prefix}mase_k{k}"] = value.mean()
+        return out
 
     def validation_step(self, batch, batch_idx):
-        series, _ = batch
-        start = max(self.n_train, self.window or 1)
-        onestep = self.k_step(series, 1, start)
-        self._validation = (series, start, onestep)  # for validation_forecast (figures during training)
-        self.log("val/mse", F.mse_loss(onestep, series[start:]), prog_bar=True)
+        levels = batch["levels"]
+        (t, pred), = self.rolling(levels, self.spec.val, (1,)).values()
+        self._validation = (levels, t, pred)  # for validation_forecast (figures during training)
+        self.log("val/mse", ((pred - levels[t]) / self.std).pow(2).mean(), prog_bar=True)
+        origin_from, score_from, end = self.spec.val
+        ks = [k for k in self.ks if max(score_from, origin_from + k) < end]  # the horizons the part can score
+        if ks:
+            results = self.part_scores(levels, self.spec.val, ks)
+            self.log("val/mase", torch.stack([results[f"mase_k{k}"] for k in ks]).mean())
 
     @torch.no_grad()
     def validation_forecast(self) -> dict:
-        """The last validation's forecasts, for rnnlab.dashboard.forecast.ValidationForecastFigures:
-        the observed `series`, the first scored index `start`, and `predictions` of x_t for t >= start."""
-        series, start, onestep = self._validation
-        return {"series": series, "start": start,
-                "predictions": {"1-step": onestep, "multi-step": self.multistep(series, start)}}
+        """The last validation's forecasts of the target, for rnnlab.dashboard.forecast: the observed
+        `series`, and `predictions` {name: (target times, values)}: 1-step and the longest horizon the
+        validation part can score."""
+        levels, t, pred = self._validation
+        col = self.target_index[0]  # the first target column
+        out = {"1-step": (t, pred[:, col])}
+        origin_from, score_from, end = self.spec.val
+        ks = [k for k in self.ks if k > 1 and max(score_from, origin_from + k) < end]
+        if ks:
+            (tk, pk), = self.rolling(levels, self.spec.val, (max(ks),)).values()
+            out[f"{max(ks)}-step"] = (tk, pk[:, col])
+        return {"series": levels[:, col], "predictions": out}
 
     def test_step(self, batch, batch_idx):
-        series, clean = batch
-        first = self.first_target
-        self.forecasts = {"series": series, "clean": clean, "first_target": torch.tensor(first)}
-        for k in self.ks:
-            pred = self.k_step(series, k, first)
-            self.forecasts[f"k{k}"] = pred
-            mse = F.mse_loss(pred, series[first:])
+        levels = batch["levels"]
+        forecasts = self.rolling(levels, self.spec.test, self.ks)
+        for name, value in self.part_scores(levels, self.spec.test, self.ks, forecasts).items():
+            self.log(f"test/{name}", value)
+        start = self.spec.multistep_from
+        origin = torch.tensor([start - 1], device=levels.device)
+        multistep = self.forecast_levels(levels, origin, len(levels) - start)[0]
+        if self.spec.noise is not None:
+            self._log_book_metrics(batch, forecasts, multistep)
+        onestep_part = [self.spec.test[0], self.spec.test[0], self.spec.test[2]]
+        self.forecasts = {"levels": levels.cpu(), "k_step": {k: (t.cpu(), p.cpu()) for k, (t, p) in forecasts.items()},
+                          "onestep": tuple(x.cpu() for x in self.rolling(levels, onestep_part, (1,))[1]),
+                          "multistep": (torch.arange(start, len(levels)), multistep.cpu()), "spec": self.spec}
+
+    def _log_book_metrics(self, batch, forecasts, multistep) -> None:
+        """The sine's metrics as the book reports them: MSE against the data and the noise-free sine."""
+        levels, clean = batch["levels"], batch["clean"]
+        for k, (t, pred) in forecasts.items():
+            mse = F.mse_loss(pred, levels[t])
             self.log(f"test/mse_k{k}", mse)
-            self.log(f"test/mse_clean_k{k}", F.mse_loss(pred, clean[first:]))
-            if self.noise_var > 0:
-                self.log(f"test/noise_ratio_k{k}", mse / self.noise_var)
-        self.forecasts["onestep"] = self.k_step(series, 1, self.window or 1)
-        start = self.n_train + self.tau
-        multi = self.multistep(series, start)
-        self.forecasts["multistep"] = multi
-        self.log("test/mse_multistep", F.mse_loss(multi, series[start:]))
-        self.log("test/mse_clean_multistep", F.mse_loss(multi, clean[start:]))
+            self.log(f"test/mse_clean_k{k}", F.mse_loss(pred, clean[t]))
+            if self.spec.noise > 0:
+                self.log(f"test/noise_ratio_k{k}", mse / self.spec.noise ** 2)
+        start = self.spec.multistep_from
+        self.log("test/mse_multistep", F.mse_loss(multistep, levels[start:]))
+        self.log("test/mse_clean_multistep", F.mse_loss(multistep, clean[start:]))
 
     def configure_optimizers(self):
         return configure_optimizers(self)
-
-
-def _cat_states(states: list):
-    """Concatenate per-sample recurrent states (h, or (h, c)) along the batch dimension."""
-    if isinstance(states[0], tuple):
-        return tuple(torch.cat(parts, 1) for parts in zip(*states))
-    return torch.cat(states, 1)

@@ -198,6 +198,12 @@ class _BPTT(torch.autograd.Function):
     def forward(ctx, cell, order, xp, h0, c0, W_h, b_h):
         outputs, h, c, saved = cell.forward_through_time(xp, h0, c0, W_h, b_h, order, save=True)
         ctx.cell, ctx.order, ctx.saved = cell, order, saved
+        # Under autocast (trainer.precision=bf16-mixed / 16-mixed) the steps compute in a lower precision
+        # than the float32 weights and initial state. Lightning's precision plugin runs backward outside
+        # autocast, so backward casts everything to the forward's compute dtype itself (as autograd's
+        # own backward of the autocast ops would), and hands each gradient back in its input's dtype.
+        ctx.compute_dtype = outputs.dtype
+        ctx.input_dtypes = tuple(None if t is None else t.dtype for t in (xp, h0, c0, W_h, b_h))
         ctx.save_for_backward(W_h)
         return outputs, h, c
 
@@ -205,8 +211,14 @@ class _BPTT(torch.autograd.Function):
     @torch.autograd.function.once_differentiable  # a written-out first derivative: no double backward
     def backward(ctx, d_out, dh, dc):
         (W_h,) = ctx.saved_tensors
-        d_xp, dh0, dc0, d_W_h, d_b_h = ctx.cell.backward_through_time(ctx.saved, W_h, d_out, dh, dc, ctx.order)
-        return None, None, d_xp, dh0, dc0, d_W_h, d_b_h
+        dtype = ctx.compute_dtype
+
+        def cast(t, to=dtype):
+            return t if t is None or to is None or t.dtype == to else t.to(to)
+
+        saved = tuple(cast(t) for t in ctx.saved)
+        grads = ctx.cell.backward_through_time(saved, cast(W_h), cast(d_out), cast(dh), cast(dc), ctx.order)
+        return (None, None, *(cast(g, to) for g, to in zip(grads, ctx.input_dtypes)))
 
 
 class _ScratchRecurrent(nn.Module):

@@ -3,15 +3,14 @@ and the evaluation steps that follow training."""
 
 from __future__ import annotations
 
-import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 from hydra.errors import InstantiationException
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig
 
 from rnnlab.errors import ConfigError
@@ -26,28 +25,28 @@ class RunParts:
 
 
 def build(node: DictConfig, name: str = "", **kwargs) -> Any:
-    """hydra.utils.instantiate, with a user error inside the target surfaced as one clear line."""
+    """hydra.utils.instantiate, with a user error inside the target surfaced as one clear line.
+
+    rnnlab.schema has checked every option before; this is the fallback for what only the target
+    itself can tell (the Trainer's checks of devices against the machine, for example)."""
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        match = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
-        if isinstance(cause, TypeError) and match:
-            target = get_method(node._target_)
-            allowed = [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
-            raise ConfigError(f"{name + '.' if name else ''}{match.group(1)} is not an option of {node._target_}: "
-                              f"allowed are {', '.join(allowed)}") from None
-        if isinstance(cause, (MisconfigurationException, ValueError)):
-            # The Trainer's (or an optimizer's) own argument checks: one line that names the group.
-            raise ConfigError(f"{name}: {str(cause).strip().splitlines()[0]}") from None
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, ImportError)):
+            # The Trainer's (or a callback's) own argument checks, or a package an option needs: one line.
+            lines = str(cause).strip().splitlines()
+            raise ConfigError(f"{name}: {lines[0] if lines else type(cause).__name__}") from None
         raise
 
 
 def build_group(nodes: DictConfig | None, name: str) -> dict[str, Any]:
-    """Every non-null entry of a config group of objects (callbacks, loggers, evaluation steps), by name."""
-    return {key: build(node, f"{name}.{key}") for key, node in (nodes or {}).items() if node is not None}
+    """Every non-null entry of a config group of objects (callbacks, loggers, evaluation steps), by name;
+    a factory may return None for an entry that its options switch off (callbacks.early_stopping)."""
+    built = {key: build(node, f"{name}.{key}") for key, node in (nodes or {}).items() if node is not None}
+    return {key: obj for key, obj in built.items() if obj is not None}
 
 
 def build_run(cfg: DictConfig) -> RunParts:
@@ -56,6 +55,12 @@ def build_run(cfg: DictConfig) -> RunParts:
     datamodule.setup("fit")
     module = build(cfg.module, "module", **datamodule.module_kwargs())
     callbacks = list(build_group(cfg.get("callbacks"), "callbacks").values())
+    if cfg.trainer.get("fast_dev_run"):
+        # Lightning skips checkpoints under fast_dev_run, except ModelCheckpoint's save_last in on_train_end
+        # (2.6): without the callback no last.ckpt from one batch is left to pass for a trained model.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
+    if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = list(build_group(cfg.get("logger"), "logger").values())
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers)
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 import warnings
@@ -17,18 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.callbacks import InterruptCheckpoint
-from rnnlab.errors import ConfigError, DivergenceError
+from rnnlab.errors import USER_ERROR_EXIT, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.dashboard.hparams import flat_settings
 from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.run.outputs import trained_metrics, write_metrics
+from rnnlab.run.quiet import silence_advertisements
 from rnnlab.run.resume import check_checkpoint
+from rnnlab.run.tune import find_learning_rate
+from rnnlab.schema import validate
 
 log = logging.getLogger(__name__)
 # Training batches are gathered on the training device from a corpus already there
@@ -38,24 +42,23 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # logged the monitored metric; Lightning warns then, and raises by itself if it is still missing
 # after a validation (a misnamed metric), so the early warning only misleads.
 warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics.*")
+silence_advertisements()
 
 
-def check_accelerator(trainer_cfg: DictConfig) -> None:
-    """Name the option when the requested accelerator is missing, before Lightning does it less clearly."""
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
+def is_debug_run(cfg: DictConfig) -> bool:
+    """A `debug=...` preset, Lightning's fast_dev_run or overfit_batches: recorded as status "debug", never as a result."""
+    trainer = cfg.trainer
+    return bool(cfg.get("debug_run") or trainer.get("fast_dev_run") or trainer.get("overfit_batches"))
 
 
-def validate_trainer_options(trainer_cfg: DictConfig) -> None:
-    """Options Lightning would accept silently or reject obscurely, named here."""
-    max_epochs, max_steps = trainer_cfg.get("max_epochs"), trainer_cfg.get("max_steps", -1)
-    ok = isinstance(max_epochs, int) and not isinstance(max_epochs, bool) and (
-        max_epochs >= 1 or (max_epochs == -1 and isinstance(max_steps, int) and max_steps > 0))
-    if not ok:
-        raise ConfigError(f"trainer.max_epochs={max_epochs!r} is invalid: must be a positive integer "
-                          "(or -1 together with a positive trainer.max_steps)")
+def trainer_error_line(message: str) -> str:
+    """Lightning's message for a fraction of batches that rounds to none, as the option and what is allowed."""
+    m = re.search(r"check ([\d.e-]+) of the `(\w+)_dataloader` but [\d.e-]+ \* (\d+) < 1", message)
+    if m:
+        limit, stage, n = m.groups()
+        return (f"trainer.limit_{stage}_batches={limit} is invalid: {limit} of {n} {stage} batches is less than one "
+                f"batch; use at least {1 / int(n):.3g} or a number of batches (an integer)")
+    return f"trainer: {message.strip().splitlines()[0]}"
 
 
 def train(parts: RunParts, ckpt_path: str | None, output_dir: Path) -> None:
@@ -64,6 +67,9 @@ def train(parts: RunParts, ckpt_path: str | None, output_dir: Path) -> None:
     try:
         # Our checkpoints store the core and optimizer factories: full unpickling (trusted files only).
         trainer.fit(parts.module, datamodule=parts.datamodule, ckpt_path=ckpt_path, weights_only=False)
+    except MisconfigurationException as e:
+        # The Trainer's checks that need the data (e.g. limit_train_batches=0.1 of 4 batches): one line.
+        raise ConfigError(trainer_error_line(str(e))) from None
     except SystemExit:
         if trainer.interrupted and trainer.is_global_zero:
             saved = [cb.path for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint) and cb.path]
@@ -108,17 +114,26 @@ def finish_logging(parts: RunParts, status: str = "success") -> None:
 def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     """The whole job: seed, build, check, train, evaluate; returns the metrics written to metrics.json."""
     output_dir = Path(cfg.paths.output_dir)
+    validate(cfg)  # every option's type and range, before anything is built or written
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    check_accelerator(cfg.trainer)
-    validate_trainer_options(cfg.trainer)
     parts = build_run(cfg)
     log.info("data: %s", parts.datamodule.describe())
     check_checkpoint(cfg.get("ckpt_path"), parts.module)
-    start_logging(parts, cfg)
+    start_logging(parts, cfg)  # the first write of an event file: after every check
+
+    tuned: dict[str, Any] = {}
+    if cfg.get("tune") and cfg.tune.get("lr_find"):
+        tuned = find_learning_rate(parts, cfg.tune, output_dir)
+        if not cfg.tune.get("apply"):
+            record = {"status": "tuned", **tuned}
+            if parts.trainer.is_global_zero:
+                write_metrics(output_dir, record)
+            return record
 
     start = time.perf_counter()
     train(parts, cfg.get("ckpt_path"), output_dir)
-    metrics: dict[str, Any] = {"status": "ok", **trained_metrics(parts.trainer)}
+    status = "debug" if is_debug_run(cfg) else "ok"
+    metrics: dict[str, Any] = {"status": status, **tuned, **trained_metrics(parts.trainer)}
     metrics.update(evaluate(parts))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["seed"] = cfg.seed
@@ -147,10 +162,19 @@ def main_task(cfg: DictConfig) -> float | None:
         write_metrics(output_dir, record)
         if _is_multirun():
             raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2 if isinstance(e, ConfigError) else 1)
+        print(error_line(e), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
-               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
+               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
+    if "lr_find/suggestion" in metrics:
+        lr = metrics["lr_find/suggestion"]
+        hint = "" if metrics["status"] != "tuned" or lr is None else f"; train with it: tune.apply=true or optimizer.lr={lr:.4g}"
+        print(f"lr finder: suggested lr {lr if lr is None else format(lr, '.4g')} (configured "
+              f"{metrics['lr_find/configured']}){hint}; plot: {metrics.get('lr_find/plot')}")
+    if metrics.get("status") == "tuned":
+        return None
+    if metrics.get("status") == "debug":
+        log.info("debug run (recorded as status \"debug\", not as a result)")
     log.info("final: %s", json.dumps(summary))
     if "sample" in metrics:
         log.info("sample: %s", metrics["sample"])

@@ -20,6 +20,19 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
     return path
 
 
+def read_metrics(path: Path) -> dict:
+    """A job's metrics.json; a missing one reads as `incomplete`, one that is not a JSON object as `unreadable`."""
+    if not path.is_file():
+        return {"status": "incomplete", "error": "no metrics.json: the job was interrupted or is still running"}
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {"status": "unreadable", "error": f"metrics.json cannot be read ({type(e).__name__})"}
+    if not isinstance(metrics, dict):
+        return {"status": "unreadable", "error": "metrics.json does not hold a JSON object"}
+    return metrics
+
+
 def trained_metrics(trainer) -> dict[str, Any]:
     """The run's last logged metrics (`group/name` keys), its progress and its best checkpoint."""
     metrics: dict[str, Any] = {}

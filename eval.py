@@ -1,0 +1,15 @@
+"""Evaluate a trained checkpoint: `python eval.py ckpt_path=<run>/checkpoints/<file>.ckpt [key=value ...]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlab.run.eval_job import main_eval
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    return main_eval(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The task behind `eval.py` / `rnnlab-eval`: score a trained checkpoint on its data's held-out stream
+and test split, with the data options of the run that trained it, and write the scores to metrics.json
+in the evaluation's own run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from rnnlab.checkpoints import read_checkpoint
+from rnnlab.errors import ConfigError
+from rnnlab.metrics import finite_or_none
+from rnnlab.run.build import build, build_group
+from rnnlab.run.outputs import write_metrics
+from rnnlab.run.quiet import silence_advertisements
+
+log = logging.getLogger(__name__)
+silence_advertisements()
+
+
+def training_config(ckpt_path: Path, run_config: str | None) -> DictConfig:
+    """The composed config of the run that wrote the checkpoint (<run>/checkpoints/x.ckpt -> <run>/.hydra)."""
+    path = Path(run_config) if run_config else ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"run_config={str(path)!r} is not a file: the checkpoint's run directory has no "
+                          ".hydra/config.yaml; give run_config=<training run>/.hydra/config.yaml")
+    return OmegaConf.load(path)
+
+
+def _scores(results: list[dict[str, float]]) -> dict[str, Any]:
+    return {k: finite_or_none(v) for r in results for k, v in r.items()}
+
+
+def with_bits_per_char(metrics: dict[str, Any], token: str) -> dict[str, Any]:
+    """For character models, `<split>/bpc` = loss in nats / ln 2 (bits per character)."""
+    if token == "char":
+        for split in ("val", "test"):
+            if metrics.get(f"{split}/loss") is not None:
+                metrics[f"{split}/bpc"] = metrics[f"{split}/loss"] / math.log(2)
+    return metrics
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        ckpt_path = Path(cfg.ckpt_path)
+    except MissingMandatoryValue:
+        raise ConfigError("ckpt_path is required: python eval.py ckpt_path=<run>/checkpoints/last.ckpt") from None
+    read_checkpoint(ckpt_path)  # a missing or unreadable file: one line
+    run_cfg = training_config(ckpt_path, cfg.get("run_config"))
+    data_cfg = OmegaConf.merge(run_cfg.data, cfg.get("data") or {})
+    OmegaConf.set_struct(run_cfg, False)
+    run_cfg.data = data_cfg  # resolved within the training config (data.seed: ${seed})
+    data_cfg = run_cfg.data
+    task = str(OmegaConf.select(run_cfg, "task.name", default="lm"))
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build(data_cfg, "data")
+    datamodule.setup("fit")
+    module_cls = get_class(run_cfg.module._target_)
+    module = module_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    if task == "lm" and list(module.vocab.idx_to_token) != datamodule.module_kwargs()["vocab"]:
+        raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was trained on another vocabulary than this data's: "
+                          "evaluate with the training run's data options")
+    loggers = list(build_group(cfg.get("logger"), "logger").values())
+    trainer = build(cfg.trainer, "trainer", logger=loggers, callbacks=[])
+
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {"status": "ok", "task": task, "checkpoint": str(ckpt_path)}
+    metrics.update(_scores(trainer.validate(module, datamodule=datamodule, verbose=False)))
+    if getattr(datamodule, "has_test_split", True):
+        metrics.update(_scores(trainer.test(module, datamodule=datamodule, verbose=False)))
+    if task == "lm":
+        with_bits_per_char(metrics, module.token)
+        prefix = cfg.prefix or OmegaConf.select(run_cfg, "callbacks.text_sample.prefix", default="time traveller")
+        module.to(trainer.strategy.root_device)
+        metrics["sample/greedy"] = module.generate(prefix, cfg.num_tokens, temperature=0.0)
+        metrics["sample/sampled"] = module.generate(prefix, cfg.num_tokens, temperature=cfg.temperature,
+                                                    generator=torch.Generator().manual_seed(cfg.seed))
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    for logger in trainer.loggers:
+        logger.log_metrics({k: v for k, v in metrics.items() if "/" in k and isinstance(v, float)})
+        logger.finalize("success")
+    return metrics
+
+
+def main_eval(cfg: DictConfig) -> float | None:
+    """Hydra task of eval.py: one line and exit status 2 for a user's mistake, metrics.json either way."""
+    if cfg.get("print_config"):
+        log.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        metrics = evaluate_checkpoint(cfg)
+    except ConfigError as e:
+        write_metrics(output_dir, {"status": "config_error", "error": str(e)})
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    write_metrics(output_dir, metrics)
+    log.info("scores: %s", json.dumps({k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}))
+    for key in ("sample/greedy", "sample/sampled"):
+        if key in metrics:
+            log.info("%s: %s", key, metrics[key])
+    log.info("run directory: %s", output_dir)
+    return metrics.get("val/ppl", metrics.get("val/mse"))

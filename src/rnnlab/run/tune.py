@@ -1,0 +1,51 @@
+"""Lightning's learning-rate finder (`tune.lr_find=true`): a range test before training, its suggestion
+printed and recorded, its plot saved into the run directory, and (with `tune.apply=true`) training
+started from the suggested learning rate."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.tuner import Tuner
+from omegaconf import DictConfig
+
+from rnnlab.errors import ConfigError
+from rnnlab.metrics import finite_or_none
+
+log = logging.getLogger(__name__)
+PLOT_FILE = "lr_find.png"
+
+
+def find_learning_rate(parts, tune: DictConfig, output_dir: Path) -> dict[str, Any]:
+    """Run Tuner.lr_find on the run's module and data; the module's `lr` is set to the suggestion when applied."""
+    module = parts.module
+    if getattr(module, "lr", None) is None:
+        raise ConfigError("tune.lr_find=true needs an optimizer with an `lr` option (optimizer.lr)")
+    configured = module.lr
+    strategy = parts.trainer.strategy
+    # The finder restores the weights from its own temporary checkpoint with torch's default
+    # weights_only=True (Lightning 2.6), which refuses the hyperparameters our checkpoints hold (the
+    # core and optimizer factories): that file was written just now by this process, so load it fully.
+    load = strategy.load_checkpoint
+    strategy.load_checkpoint = lambda path, weights_only=None: load(path, weights_only=False)
+    try:
+        finder = Tuner(parts.trainer).lr_find(
+            module, datamodule=parts.datamodule, min_lr=tune.min_lr, max_lr=tune.max_lr,
+            num_training=tune.num_training, mode=tune.mode, update_attr=bool(tune.apply), attr_name="lr")
+    finally:
+        del strategy.load_checkpoint
+    suggestion = finite_or_none(finder.suggestion()) if finder is not None else None
+    result: dict[str, Any] = {"lr_find/suggestion": suggestion, "lr_find/configured": configured}
+    if finder is not None and parts.trainer.is_global_zero:
+        figure = finder.plot(suggest=suggestion is not None)
+        figure.savefig(output_dir / PLOT_FILE, dpi=100)
+        result["lr_find/plot"] = str(output_dir / PLOT_FILE)
+    if suggestion is None:
+        log.warning("lr finder: no suggestion (the loss curve had no descent); training would keep lr=%s", configured)
+        module.lr = configured
+    else:
+        log.info("lr finder: suggested learning rate %.4g (configured %.4g); plot: %s", suggestion, configured,
+                 output_dir / PLOT_FILE)
+    return result

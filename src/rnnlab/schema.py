@@ -1,0 +1,488 @@
+"""The config schema: every option's type and range, checked on the whole composed config before
+anything is built, so that a bad value ends with one line and leaves no checkpoint, event file or result.
+
+Rules are declared per config node: by the node's `_target_` (data modules, cores, optimizers, the
+LightningModules, callbacks, the Trainer: one line per option), and by path for top-level keys.
+Every `_target_` node is also checked for keys its target does not take (from its signature).
+Cross-field checks that need only the config live here too; checks that need the data (a corpus
+too short for one batch, a file that is not UTF-8) stay with the data code.
+
+To add an option: one line in the `_target_`'s table below, e.g. `"max_vocab": nullable(POSITIVE_INT, "all")`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Iterator
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from rnnlab.data.sampling import SAMPLINGS
+from rnnlab.data.series import BUNDLED, SERIES_SAMPLINGS
+from rnnlab.data.text import PREPROCESSES, TOKENIZERS
+from rnnlab.errors import ConfigError, require_regular_file
+from rnnlab.models.cores import COMPILE_OPTIONS, CORES, NONLINEARITIES
+
+Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
+
+
+def shown(value: Any) -> str:
+    """A value as the user wrote it in YAML: null, true, 'text', 1.5."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A value test and what is allowed, as the error line states it."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+    def __call__(self, option: str, value: Any) -> None:
+        if not self.test(value):
+            raise ConfigError(f"{option}={shown(value)} is invalid: {self.allowed}")
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool, not nan or inf, not a string)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(low: int | None = None, high: int | None = None, allowed: str | None = None) -> Rule:
+    def test(v):
+        return is_int(v) and (low is None or v >= low) and (high is None or v <= high)
+
+    if allowed is None:
+        allowed = ("must be a positive integer" if (low, high) == (1, None) else
+                   f"must be an integer >= {low}" if high is None else f"must be an integer in [{low}, {high}]")
+    return Rule(test, allowed)
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
+           allowed: str | None = None) -> Rule:
+    """A finite number in the interval given (bounds closed unless `*_open`)."""
+    def test(v):
+        return is_number(v) and (low is None or (v > low if low_open else v >= low)) and (
+            high is None or (v < high if high_open else v <= high))
+
+    if allowed is None:
+        if high is None:
+            allowed = f"must be a finite number {'>' if low_open else '>='} {low:g}" if low is not None else \
+                "must be a finite number"
+        else:
+            allowed = f"must lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    return Rule(test, allowed)
+
+
+def choice(*values: Any) -> Rule:
+    listed = ", ".join(dict.fromkeys(map(str, values)))  # 16 and "16" once
+    return Rule(lambda v: not isinstance(v, bool) and v in values, "allowed values are " + listed)
+
+
+def nullable(rule: Rule, meaning: str) -> Rule:
+    """`rule`, or null with the given meaning."""
+    return Rule(lambda v: v is None or rule.test(v), f"{rule.allowed}, or null ({meaning})")
+
+
+def either(*rules: Rule, allowed: str) -> Rule:
+    return Rule(lambda v: any(r.test(v) for r in rules), allowed)
+
+
+def list_of(rule: Rule, length: int | None = None, allowed: str = "") -> Rule:
+    def test(v):
+        return isinstance(v, (list, tuple)) and len(v) > 0 and (length is None or len(v) == length) and all(
+            rule.test(x) for x in v)
+
+    return Rule(test, allowed)
+
+
+def regular_file_or_null(option: str, value: Any) -> None:
+    """null or "" (the bundled corpus), or a path to a regular file (never a FIFO, device or directory)."""
+    if value not in (None, ""):
+        if not isinstance(value, str):
+            raise ConfigError(f"{option}={value!r} is invalid: must be a path to a text file, or null")
+        require_regular_file(option, value)
+
+
+BOOL = Rule(lambda v: isinstance(v, bool), "must be true or false")
+POSITIVE_INT = integer(1)
+NON_NEGATIVE_INT = integer(0)
+FRACTION = number(0, 1, high_open=True)                      # [0, 1): dropout and friends
+OPEN_FRACTION = number(0, 1, low_open=True, high_open=True,  # (0, 1)
+                       allowed="must lie strictly between 0 and 1")
+NON_NEGATIVE = number(0)
+POSITIVE = number(0, low_open=True)
+TEMPERATURE = number(0, allowed="must be a finite number >= 0 (0: greedy)")
+SEED = integer(0, 2**32 - 1)
+STRING = Rule(lambda v: isinstance(v, str), "must be a string")
+
+
+# Choices that come from the libraries themselves ---------------------------------------------------------
+@lru_cache(maxsize=None)
+def _lightning_choices() -> dict[str, tuple]:
+    from lightning.fabric.connector import _PRECISION_INPUT  # the Literal Lightning checks precision against
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    precision = tuple(v for arg in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(arg))
+    return {"accelerator": ("auto", "cpu", "gpu", *sorted(AcceleratorRegistry.available_accelerators() - {"cpu"})),
+            "strategy": ("auto", *StrategyRegistry.available_strategies()),
+            "precision": precision}
+
+
+def _lightning_choice(name: str) -> Check:
+    def check(option: str, value: Any) -> None:
+        choice(*_lightning_choices()[name])(option, value)
+    return check
+
+
+DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lambda v: v == "auto", ""),
+                 list_of(NON_NEGATIVE_INT), Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
+                 allowed="must be a positive integer, -1 (all), auto, or a list of device indices")
+BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
+HORIZONS = list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons")
+BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
+
+# Options per `_target_`: one line each. ---------------------------------------------------------------
+TARGET_RULES: dict[str, dict[str, Check]] = {
+    "lightning.pytorch.Trainer": {
+        "accelerator": _lightning_choice("accelerator"),
+        "strategy": _lightning_choice("strategy"),
+        "devices": DEVICES,
+        "num_nodes": POSITIVE_INT,
+        "precision": lambda o, v: None if v is None else _lightning_choice("precision")(o, v),
+        "max_epochs": nullable(integer(-1, allowed="must be a positive integer or -1 (with trainer.max_steps)"),
+                               "Lightning's default"),
+        "min_epochs": nullable(NON_NEGATIVE_INT, "none"),
+        "max_steps": integer(-1, allowed="must be -1 (no limit) or a positive integer"),
+        "min_steps": nullable(NON_NEGATIVE_INT, "none"),
+        "gradient_clip_val": nullable(NON_NEGATIVE, "no clipping"),
+        "gradient_clip_algorithm": nullable(choice("norm", "value"), "norm"),
+        "log_every_n_steps": nullable(integer(0, allowed="must be an integer >= 0 (0: no per-step logging)"),
+                                      "50"),
+        "check_val_every_n_epoch": nullable(POSITIVE_INT, "validate on val_check_interval only"),
+        "val_check_interval": nullable(either(POSITIVE_INT, number(0, 1, low_open=True),
+                                              allowed="must be a positive integer (batches) or a fraction in (0, 1]"),
+                                       "once per epoch"),
+        "limit_train_batches": nullable(BATCHES, "all"),
+        "limit_val_batches": nullable(BATCHES, "all"),
+        "limit_test_batches": nullable(BATCHES, "all"),
+        "overfit_batches": BATCHES,
+        "num_sanity_val_steps": nullable(integer(-1, allowed="must be an integer >= -1 (-1: all)"), "2"),
+        "accumulate_grad_batches": POSITIVE_INT,
+        "fast_dev_run": either(BOOL, NON_NEGATIVE_INT, allowed="must be true, false or an integer >= 0"),
+        "enable_progress_bar": nullable(BOOL, "true"),
+        "enable_model_summary": nullable(BOOL, "true"),
+        "enable_checkpointing": nullable(BOOL, "true"),
+        "deterministic": nullable(either(BOOL, choice("warn"), allowed="must be true, false or warn"), "false"),
+        "benchmark": nullable(BOOL, "cuDNN's default"),
+        "detect_anomaly": BOOL,
+        "use_distributed_sampler": BOOL,
+        "inference_mode": BOOL,
+        "sync_batchnorm": BOOL,
+        "reload_dataloaders_every_n_epochs": NON_NEGATIVE_INT,
+    },
+    "torch.optim.SGD": {
+        "lr": POSITIVE, "momentum": NON_NEGATIVE, "dampening": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
+        "nesterov": BOOL, "maximize": BOOL,
+    },
+    "torch.optim.Adam": {
+        "lr": POSITIVE, "betas": BETAS, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "amsgrad": BOOL,
+        "maximize": BOOL,
+    },
+    "torch.optim.AdamW": {
+        "lr": POSITIVE, "betas": BETAS, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "amsgrad": BOOL,
+        "maximize": BOOL,
+    },
+    "torch.optim.lr_scheduler.CosineAnnealingLR": {"T_max": POSITIVE_INT, "eta_min": NON_NEGATIVE},
+    "torch.optim.lr_scheduler.StepLR": {"step_size": POSITIVE_INT, "gamma": POSITIVE},
+    "rnnlab.models.build_core": {
+        "kind": choice(*CORES),
+        "hidden_size": POSITIVE_INT,
+        "num_layers": POSITIVE_INT,
+        "bidirectional": BOOL,
+        "dropout": FRACTION,
+        "nonlinearity": choice(*NONLINEARITIES),
+        "compile": Rule(lambda v: isinstance(v, bool) or v in COMPILE_OPTIONS,
+                        "must be one of " + ", ".join(str(o).lower() for o in COMPILE_OPTIONS)),
+    },
+    "rnnlab.models.mlp.AutoregressiveMLP": {"hidden_size": POSITIVE_INT},
+    "rnnlab.models.LanguageModel": {
+        "embedding_dim": nullable(POSITIVE_INT, "one-hot input"),
+        "dropout": FRACTION,
+        "weight_drop": FRACTION,
+        "token": choice(*TOKENIZERS),
+    },
+    "rnnlab.models.regressor.SequenceRegressor": {
+        "ks": HORIZONS,
+        "sampling": choice(*SERIES_SAMPLINGS),
+        "num_steps": POSITIVE_INT,
+        "eval_context": nullable(POSITIVE_INT, "the whole history"),
+        "rollout_steps": NON_NEGATIVE_INT,
+        "residual": BOOL,
+    },
+    "rnnlab.data.TimeMachineDataModule": {
+        "path": regular_file_or_null,
+        "token": choice(*TOKENIZERS),
+        "preprocess": choice(*PREPROCESSES),
+        "sampling": choice(*SAMPLINGS),
+        "batch_size": POSITIVE_INT,
+        "num_steps": POSITIVE_INT,
+        "val_fraction": OPEN_FRACTION,
+        "max_tokens": nullable(NON_NEGATIVE_INT, "all; 0: all"),
+        "min_freq": NON_NEGATIVE_INT,
+        "max_vocab": nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"), "no cap"),
+        "unk": BOOL,
+        "cache_dir": nullable(STRING, "no cache"),
+        "val_batch_size": POSITIVE_INT,
+        "seed": SEED,
+    },
+    "rnnlab.data.sine.SineDataModule": {
+        "T": POSITIVE_INT,
+        "noise": NON_NEGATIVE,
+        "n_train": POSITIVE_INT,
+        "tau": POSITIVE_INT,
+        "batch_size": POSITIVE_INT,
+        "num_steps": POSITIVE_INT,
+        "sampling": choice(*SERIES_SAMPLINGS),
+        "eval_context": nullable(POSITIVE_INT, "the whole history"),
+        "ks": HORIZONS,
+        "mirror": BOOL,
+        "seed": SEED,
+    },
+    "rnnlab.data.series.SeriesDataModule": {
+        "path": regular_file_or_null,
+        "bundled": nullable(choice(*BUNDLED), "data.path"),
+        "time_format": nullable(STRING, "parsed as is"),
+        "missing": choice("error", "interpolate"),
+        "difference": BOOL,
+        "season": nullable(POSITIVE_INT, "no seasonal baseline"),
+        "val_fraction": OPEN_FRACTION,
+        "test_fraction": OPEN_FRACTION,
+        "batch_size": POSITIVE_INT,
+        "num_steps": POSITIVE_INT,
+        "sampling": choice(*SERIES_SAMPLINGS),
+        "tau": POSITIVE_INT,
+        "eval_context": nullable(POSITIVE_INT, "the whole history"),
+        "ks": HORIZONS,
+        "seed": SEED,
+    },
+    "rnnlab.callbacks.TextSampleLogger": {
+        "prefix": STRING, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT, "temperature": TEMPERATURE,
+    },
+    "rnnlab.callbacks.DivergenceGuard": {
+        "every_n_steps": integer(0, allowed="must be an integer >= 0 (0: check epoch metrics only)"),
+    },
+    "rnnlab.callbacks.ProgressBar": {"refresh_rate": NON_NEGATIVE_INT},
+    "rnnlab.dashboard.cadence.LoggingCadence": {"min_points": POSITIVE_INT},
+    "rnnlab.dashboard.histograms.Histograms": {"every_n_epochs": NON_NEGATIVE_INT},
+    "rnnlab.dashboard.forecast.ValidationForecastFigures": {"every_n_epochs": POSITIVE_INT},
+    "rnnlab.dashboard.charts.BestMetricLogger": {"mode": choice("min", "max")},
+    "lightning.pytorch.callbacks.ModelCheckpoint": {
+        "save_top_k": integer(-1, allowed="must be an integer >= -1 (-1: all)"),
+        "mode": choice("min", "max"),
+        "save_last": nullable(either(BOOL, choice("link"), allowed="must be true, false or link"), "false"),
+        "every_n_epochs": nullable(NON_NEGATIVE_INT, "every epoch"),
+        "every_n_train_steps": nullable(NON_NEGATIVE_INT, "off"),
+        "save_on_train_epoch_end": nullable(BOOL, "Lightning's choice"),
+    },
+    "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": nullable(choice("step", "epoch"), "both")},
+    "lightning.pytorch.callbacks.EMAWeightAveraging": {"decay": number(0, 1),
+                                                       "update_every_n_steps": POSITIVE_INT},
+    "rnnlab.evaluation.GeneratedSample": {"prefix": STRING, "num_tokens": NON_NEGATIVE_INT, "temperature": TEMPERATURE},
+    "rnnlab.evaluation.DynamicEvaluation": {
+        "segment_len": POSITIVE_INT,
+        "lr": number(0, allowed="must be a number >= 0"),
+        "decay": number(0, 1),
+    },
+    "rnnlab.ensemble.EnsembleReport": {
+        "segment_len": POSITIVE_INT,
+        "lr": number(0, allowed="must be a number >= 0"),
+        "decay": number(0, 1),
+    },
+}
+
+# Top-level keys, by path.
+PATH_RULES: dict[str, Check] = {
+    "seed": SEED,
+    "print_config": BOOL,
+    "ckpt_path": nullable(Rule(lambda v: isinstance(v, str) and v != "", "must be a checkpoint path or last"),
+                          "train from scratch"),
+}
+
+
+# Cross-field checks that need only the config -------------------------------------------------------
+def _check_trainer(node: dict, path: str, cfg: DictConfig) -> None:
+    max_epochs, max_steps = node.get("max_epochs"), node.get("max_steps", -1)
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1 or (max_epochs == -1 and max_steps < 1)):
+        raise ConfigError(f"{path}.max_epochs={max_epochs!r} is invalid: must be a positive integer "
+                          f"(or -1 together with a positive {path}.max_steps)")
+    if max_steps == 0:
+        raise ConfigError(f"{path}.max_steps=0 is invalid: it trains nothing; give -1 (no limit) or a positive integer")
+    accelerator = node.get("accelerator", "auto")
+    if accelerator not in (None, "auto", "cpu"):
+        _check_accelerator_available(f"{path}.accelerator", accelerator)
+
+
+def _check_accelerator_available(option: str, accelerator: str) -> None:
+    """A named accelerator must be present on this machine (before Lightning says it less clearly)."""
+    import torch
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    if accelerator in ("gpu", "cuda"):
+        ok = torch.cuda.is_available() or (accelerator == "gpu" and AcceleratorRegistry["mps"]["accelerator"].is_available())
+        if not ok:
+            raise ConfigError(f"{option}={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
+    elif not AcceleratorRegistry[accelerator]["accelerator"].is_available():
+        raise ConfigError(f"{option}={accelerator} but no {accelerator.upper()} is available on this machine: "
+                          "use cpu or auto")
+
+
+def _check_sgd(node: dict, path: str, cfg: DictConfig) -> None:
+    if node.get("nesterov") and (not node.get("momentum") or node.get("dampening", 0)):
+        raise ConfigError(f"{path}.nesterov=true is invalid: it needs {path}.momentum > 0 and {path}.dampening=0")
+
+
+def _check_sine(node: dict, path: str, cfg: DictConfig) -> None:
+    T, n_train, tau, num_steps = node.get("T", 1000), node.get("n_train", 600), node.get("tau", 4), node.get("num_steps", 32)
+    if n_train > T:
+        raise ConfigError(f"{path}.n_train={n_train} is invalid: must be at most {path}.T={T}")
+    if tau >= n_train:
+        raise ConfigError(f"{path}.tau={tau} is invalid: must be smaller than the training part, {path}.n_train={n_train}")
+    if num_steps >= n_train:
+        raise ConfigError(f"{path}.num_steps={num_steps} is invalid: must be smaller than the training part, "
+                          f"{path}.n_train={n_train}")
+
+
+def _check_regressor(node: dict, path: str, cfg: DictConfig) -> None:
+    rollout = node.get("rollout_steps", 0)
+    if not rollout:
+        return
+    num_steps = OmegaConf.select(cfg, "data.num_steps")
+    if is_int(num_steps) and rollout >= num_steps:
+        raise ConfigError(f"{path}.rollout_steps={rollout} is invalid: must be smaller than data.num_steps={num_steps}")
+
+
+def _check_series(node: dict, path: str, cfg: DictConfig) -> None:
+    if node.get("path") in (None, "") and node.get("bundled") is None:
+        raise ConfigError(f"{path}.path=null is invalid: give a CSV file or {path}.bundled")
+    if node.get("val_fraction", 0.1) + node.get("test_fraction", 0.2) >= 1:
+        raise ConfigError(f"{path}.test_fraction={node.get('test_fraction')} is invalid: with {path}.val_fraction="
+                          f"{node.get('val_fraction')} it leaves no training part")
+
+
+TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
+    "lightning.pytorch.Trainer": [_check_trainer],
+    "torch.optim.SGD": [_check_sgd],
+    "rnnlab.data.sine.SineDataModule": [_check_sine],
+    "rnnlab.data.series.SeriesDataModule": [_check_series],
+    "rnnlab.models.regressor.SequenceRegressor": [_check_regressor],
+}
+
+
+# The validator -------------------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _located(target: str | None) -> Any:
+    """The object a `_target_` names (None if it cannot be imported)."""
+    if not isinstance(target, str):
+        return None
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception:
+        return None
+
+
+def _by_object(table: dict[str, Any], target: str) -> Any:
+    """The table entry for `target`, matched by the object it names, so re-exports match too."""
+    if target in table:
+        return table[target]
+    obj = _located(target)
+    return next((v for k, v in table.items() if obj is not None and _located(k) is obj), None)
+
+
+def target_nodes(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every `_target_` node with its dotted path; interpolated children (`core: ${model}`) are checked
+    where they are defined, and Hydra's own config is not the task's."""
+    if "_target_" in node:
+        yield prefix.rstrip("."), node
+    for key in node.keys():
+        if prefix == "" and key == "hydra":
+            continue
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        child = node[key]
+        if isinstance(child, DictConfig):
+            yield from target_nodes(child, f"{prefix}{key}.")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def parameter_names(obj: Any) -> list[str] | None:
+    """The keyword options `obj` takes, or None when it takes any (**kwargs) or has no signature."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL,) and p.name != "self"]
+
+
+def check_options(target: str, options: dict[str, Any], name: Callable[[str], str] = lambda o: o) -> None:
+    """Check `options` (plain values) with the rules of `target`; errors name each option as `name(option)`.
+    For callers outside a composed config: the command-line tools and Hydra callbacks."""
+    for option, rule in (_by_object(TARGET_RULES, target) or {}).items():
+        if option in options:
+            rule(name(option), options[option])
+
+
+def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> None:
+    """One `_target_` node: its target imports, it has no unknown key, and every ruled option is valid."""
+    target = node.get("_target_")
+    obj = _located(target)
+    if obj is None:
+        raise ConfigError(f"{path}._target_={target!r} is invalid: it names nothing that can be imported")
+    keys = [k for k in node.keys() if not str(k).startswith("_")]
+    allowed = parameter_names(obj)
+    if allowed is not None:
+        for key in keys:
+            if key not in allowed:
+                raise ConfigError(f"{path}.{key} is not an option of {target}: allowed are "
+                                  + ", ".join(a for a in allowed if not a.startswith("_")))
+    rules = _by_object(TARGET_RULES, target) or {}
+    values = {}
+    for key in keys:
+        if key in rules:
+            if OmegaConf.is_missing(node, key):
+                raise ConfigError(f"{path}.{key} is missing: give a value")
+            values[key] = _plain(node[key])
+    for key, rule in rules.items():
+        if key in values:
+            rule(f"{path}.{key}", values[key])
+    for check in _by_object(TARGET_CHECKS, target) or []:
+        check(values, path, cfg if cfg is not None else node)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
+    for path, rule in PATH_RULES.items():
+        if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
+            rule(path, _plain(OmegaConf.select(cfg, path)))
+    for path, node in target_nodes(cfg):
+        check_node(node, path, cfg)
