@@ -9,11 +9,12 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, TINY
+from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.job import main_task
 
 
 def scalars(run_dir: Path):
-    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0})
+    acc = EventAccumulator(str(event_dir(run_dir)), size_guidance={"tensors": 0, "scalars": 0})
     acc.Reload()
     return acc
 
@@ -30,7 +31,7 @@ def test_tiny_run_lowers_val_ppl_and_writes_every_file(make_cfg):
     assert len(metrics["sample"]) == len("time traveller") + 12
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert len(list((run / "checkpoints").glob("best-epoch*.ckpt"))) == 1
-    assert (run / "tensorboard" / "hparams.yaml").is_file()
+    assert (event_dir(run) / "hparams.yaml").is_file()
 
     acc = scalars(run)
     tags = set(acc.Tags()["scalars"])

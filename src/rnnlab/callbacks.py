@@ -16,22 +16,47 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from rnnlab.dashboard.logger import log_step
 from rnnlab.errors import ConfigError, DivergenceError
 
 log = logging.getLogger(__name__)
 
 
+def code_block(text: str) -> str:
+    """Markdown for TensorBoard's Text dashboard that shows `text` as written: a fenced code block
+    keeps spaces and line breaks (plain Markdown collapses them)."""
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}\n{text}\n{fence}"
+
+
+def show_trailing_whitespace(text: str) -> str:
+    """Trailing spaces as `·` and trailing line breaks as `↵`: a model that generates only blanks shows
+    them (in a code block they are kept, but invisible at the end of a line)."""
+    body = text.rstrip(" \n")
+    tail = text[len(body):]
+    return body + tail.replace(" ", "·").replace("\n", "↵")
+
+
 class TextSampleLogger(L.Callback):
-    """Every `every_n_epochs` (after validation), continue `prefix` greedily and log it as TensorBoard text."""
+    """Every `every_n_epochs` (after validation, and after the last epoch), continue `prefix` greedily
+    (`samples/greedy`) and, with `temperature` > 0, by sampling at that temperature (`samples/sampled`),
+    each logged as TensorBoard text in a code block (trailing blanks shown as `·` and `↵`)."""
 
     def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, every_n_epochs: int = 5,
-                 temperature: float = 0.0):
+                 temperature: float = 1.0, seed: int = 0):
         self.prefix, self.num_tokens = prefix, num_tokens
-        self.every_n_epochs, self.temperature = every_n_epochs, temperature
-        self.last_sample: str | None = None
+        self.every_n_epochs, self.temperature, self.seed = every_n_epochs, temperature, seed
+        self.last_sample: str | None = None  # the greedy continuation
 
-    def sample(self, pl_module) -> str:
-        return pl_module.generate(self.prefix, self.num_tokens, temperature=self.temperature)
+    def samples(self, pl_module, epoch: int) -> dict[str, str]:
+        out = {"samples/greedy": pl_module.generate(self.prefix, self.num_tokens, temperature=0.0)}
+        if self.temperature > 0:
+            generator = torch.Generator().manual_seed(self.seed + epoch)  # the same draws on a rerun
+            out["samples/sampled"] = pl_module.generate(self.prefix, self.num_tokens, temperature=self.temperature,
+                                                        generator=generator)
+        return out
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -39,11 +64,12 @@ class TextSampleLogger(L.Callback):
         last_epoch = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
         if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
             return
-        self.last_sample = self.sample(pl_module)
+        samples = self.samples(pl_module, trainer.current_epoch)
+        self.last_sample = samples["samples/greedy"]
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_text("samples/greedy" if self.temperature == 0 else "samples/sampled",
-                                           self.last_sample, trainer.global_step)
+                for tag, text in samples.items():
+                    logger.experiment.add_text(tag, code_block(show_trailing_whitespace(text)), log_step(trainer))
 
 
 class ProgressBar(TQDMProgressBar):
@@ -55,7 +81,7 @@ class ProgressBar(TQDMProgressBar):
     has arrived (on logging steps, where the logger reads it anyway).
     """
 
-    def __init__(self, refresh_rate: int = 1, logged_keys: tuple[str, ...] = ("train/loss",), **kwargs):
+    def __init__(self, refresh_rate: int = 1, logged_keys: tuple[str, ...] = ("train/loss", "train/mse"), **kwargs):
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.logged_keys = tuple(logged_keys)
         self._last: dict[str, tuple[object, float]] = {}

@@ -286,6 +286,10 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "every_n_steps": integer(0, allowed="must be an integer >= 0 (0: check epoch metrics only)"),
     },
     "rnnlab.callbacks.ProgressBar": {"refresh_rate": NON_NEGATIVE_INT},
+    "rnnlab.dashboard.cadence.LoggingCadence": {"min_points": POSITIVE_INT},
+    "rnnlab.dashboard.histograms.Histograms": {"every_n_epochs": NON_NEGATIVE_INT},
+    "rnnlab.dashboard.forecast.ValidationForecastFigures": {"every_n_epochs": POSITIVE_INT},
+    "rnnlab.dashboard.charts.BestMetricLogger": {"mode": choice("min", "max")},
     "lightning.pytorch.callbacks.ModelCheckpoint": {
         "save_top_k": integer(-1, allowed="must be an integer >= -1 (-1: all)"),
         "mode": choice("min", "max"),

@@ -20,20 +20,21 @@ from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
-from rnnlab.models.step_logging import is_logging_step
+from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
 
 EPOCH_STATE_KEY = "rnnlab_epoch_state"
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 1.0}  # the book's
 
 
-class LanguageModel(LeanLightningModule):
+class LanguageModel(OptimizerStepLogging, LeanLightningModule):
     """One-hot (or embedded) tokens -> recurrent core -> linear head -> cross-entropy.
 
     State policy follows the data: with sequential sampling (the datamodule's `continuous`) the hidden
     state is carried from batch to batch, detached every step, and reset at each epoch start; with
     random sampling every batch starts from zero. Validation walks the held-out stream with its own
-    carried state and reports exact perplexity, exp of the token-weighted mean NLL.
+    carried state and reports exact perplexity, exp of the token-weighted mean NLL (and, for
+    characters, bits per character). Gradient norms and the learning rate: OptimizerStepLogging.
 
     The core, optimizer and scheduler arrive as plain-data specs (rnnlab.models.spec: config nodes
     such as `{"kind": "lstm", "hidden_size": 256}` and `{"_target_": "torch.optim.SGD", "lr": 1.0}`)
@@ -137,18 +138,6 @@ class LanguageModel(LeanLightningModule):
             self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        """Clip as the Trainer is configured, and log the gradient norm from before clipping."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)  # returns the norm before clipping
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-            if gradient_clip_val:
-                self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        if is_logging_step(self.trainer):
-            self.log("train/grad_norm", norm)
-
     def _freeze_train_time(self) -> None:
         if self._epoch_t0 is not None and self._train_seconds is None:
             if self.device.type == "cuda":
@@ -178,7 +167,10 @@ class LanguageModel(LeanLightningModule):
     def on_validation_epoch_end(self) -> None:
         ppl = self.val_nll.perplexity(self.trainer.strategy.reduce)
         self.log("val/ppl", ppl, prog_bar=True, sync_dist=True)
-        self.log("val/loss", torch.log(ppl), sync_dist=True)
+        nll = torch.log(ppl)
+        self.log("val/loss", nll, sync_dist=True)
+        if self.token == "char":
+            self.log("val/bpc", nll / math.log(2), sync_dist=True)  # bits per character
 
     # test (the data's test split, data.test_fraction) --------------------------------------------
     def on_test_epoch_start(self) -> None:

@@ -29,7 +29,7 @@ from rnnlab.models.lean import LeanLightningModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
-from rnnlab.models.step_logging import is_logging_step
+from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
 
 def scores(pred: Tensor, target: Tensor, scale: Tensor) -> dict[str, Tensor]:
@@ -49,7 +49,7 @@ def seasonal_naive(levels: Tensor, targets: Tensor, k: int, season: int) -> Tens
     return levels[targets - season * math.ceil(k / season)]
 
 
-class SequenceRegressor(LeanLightningModule):
+class SequenceRegressor(OptimizerStepLogging, LeanLightningModule):
     def __init__(
         self,
         core: Mapping[str, Any],
@@ -129,7 +129,7 @@ class SequenceRegressor(LeanLightningModule):
             loss = F.mse_loss(pred[:, w:], y[:, w:])
         self.train_state.keep(state)
         if is_logging_step(self.trainer):
-            self.log("train/loss", loss)  # shown by rnnlab.callbacks.ProgressBar
+            self.log("train/mse", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
 
     # forecasting ------------------------------------------------------------------------------
@@ -207,12 +207,28 @@ class SequenceRegressor(LeanLightningModule):
     def validation_step(self, batch, batch_idx):
         levels = batch["levels"]
         (t, pred), = self.rolling(levels, self.spec.val, (1,)).values()
+        self._validation = (levels, t, pred)  # for validation_forecast (figures during training)
         self.log("val/mse", ((pred - levels[t]) / self.std).pow(2).mean(), prog_bar=True)
         origin_from, score_from, end = self.spec.val
         ks = [k for k in self.ks if max(score_from, origin_from + k) < end]  # the horizons the part can score
         if ks:
             results = self.part_scores(levels, self.spec.val, ks)
             self.log("val/mase", torch.stack([results[f"mase_k{k}"] for k in ks]).mean())
+
+    @torch.no_grad()
+    def validation_forecast(self) -> dict:
+        """The last validation's forecasts of the target, for rnnlab.dashboard.forecast: the observed
+        `series`, and `predictions` {name: (target times, values)}: 1-step and the longest horizon the
+        validation part can score."""
+        levels, t, pred = self._validation
+        col = self.target_index[0]  # the first target column
+        out = {"1-step": (t, pred[:, col])}
+        origin_from, score_from, end = self.spec.val
+        ks = [k for k in self.ks if k > 1 and max(score_from, origin_from + k) < end]
+        if ks:
+            (tk, pk), = self.rolling(levels, self.spec.val, (max(ks),)).values()
+            out[f"{max(ks)}-step"] = (tk, pk[:, col])
+        return {"series": levels[:, col], "predictions": out}
 
     def test_step(self, batch, batch_idx):
         levels = batch["levels"]

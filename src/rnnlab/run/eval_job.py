@@ -68,7 +68,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule = build(data_cfg, "data")
     datamodule.setup("fit")
     module_cls = get_class(run_cfg.module._target_)
-    module = module_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=False)
+    module = module_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
     if task == "lm" and list(module.vocab.idx_to_token) != datamodule.module_kwargs()["vocab"]:
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was trained on another vocabulary than this data's: "
                           "evaluate with the training run's data options")

@@ -23,7 +23,6 @@ from typing import Any
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.loggers import TensorBoardLogger
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,7 +30,9 @@ from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoint_io import remove_stale_temporaries
 from rnnlab.errors import USER_ERROR_EXIT, CheckpointWriteError, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
-from rnnlab.run.outputs import flat_hparams, trained_metrics, write_metrics
+from rnnlab.dashboard.hparams import flat_settings
+from rnnlab.dashboard.logger import RunLogger, checkpoint_step
+from rnnlab.run.outputs import trained_metrics, write_metrics
 from rnnlab.run.quiet import silence_advertisements
 from rnnlab.run.resume import FinishedRun, check_checkpoint, checkpoint_dir
 from rnnlab.run.tune import find_learning_rate
@@ -98,16 +99,26 @@ def evaluate(parts: RunParts) -> dict[str, Any]:
     return metrics
 
 
-def log_results(parts: RunParts, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """The run's settings with its results, for TensorBoard's HParams view; then close the loggers."""
-    final = {f"final/{k}": v for k, v in metrics.items() if "/" in k and isinstance(v, float)
-             and not k.startswith(("train/loss", "train/grad_norm", "lr-"))}
+def start_logging(parts: RunParts, cfg: DictConfig, ckpt_path: str | None) -> None:
+    """Before training: a resumed run's event file starts at the checkpoint's step (TensorBoard then
+    drops what a killed run logged after it); the run's settings go to the HParams dashboard."""
+    if ckpt_path == "last":
+        ckpt = parts.trainer.checkpoint_callback
+        ckpt_path = str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}") if ckpt else None
+    step = checkpoint_step(ckpt_path)
     for logger in parts.trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # `metrics=` is TensorBoard's (the HParams view) alone
-            logger.log_hyperparams(flat_hparams(cfg), metrics=final)
-        elif final:
-            logger.log_metrics(final, step=parts.trainer.global_step)
-        logger.finalize("success")
+        if isinstance(logger, RunLogger):
+            logger.resume_at(step)
+        logger.log_hyperparams(flat_settings(cfg))
+
+
+def finish_logging(parts: RunParts, status: str = "success") -> None:
+    """The end of the run: each logger closes once (one event file per run)."""
+    for logger in parts.trainer.loggers:
+        if isinstance(logger, RunLogger):
+            logger.close(status)
+        else:
+            logger.finalize(status)
 
 
 def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -120,8 +131,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     # Before anything is written: a refused resume leaves the run directory as it was.
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), parts.module, parts.trainer, output_dir)
     remove_stale_temporaries(checkpoint_dir(parts.trainer, output_dir))  # left by a process killed while saving
-    for logger in parts.trainer.loggers:  # the first write of an event file: after every check
-        logger.log_hyperparams(flat_hparams(cfg))
+    start_logging(parts, cfg, ckpt_path)  # the first write of an event file: after every check
 
     tuned: dict[str, Any] = {}
     if cfg.get("tune") and cfg.tune.get("lr_find"):
@@ -139,7 +149,7 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics.update(evaluate(parts))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     metrics["seed"] = cfg.seed
-    log_results(parts, cfg, metrics)
+    finish_logging(parts)
     if parts.trainer.is_global_zero:
         write_metrics(output_dir, metrics)
     return metrics

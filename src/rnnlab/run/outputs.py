@@ -1,12 +1,10 @@
-"""What a run writes besides checkpoints and event files: metrics.json, and its hyperparameters."""
+"""What a run writes besides checkpoints and event files: metrics.json."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.metrics import finite_or_none
 
@@ -50,19 +48,3 @@ def trained_metrics(trainer) -> dict[str, Any]:
         metrics["best/" + str(ckpt.monitor)] = finite_or_none(ckpt.best_model_score)
         metrics["best_checkpoint"] = ckpt.best_model_path
     return metrics
-
-
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as flat scalar hyperparameters for TensorBoard's HParams view."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if not str(k).startswith("_"):
-                    walk(v, f"{prefix}{k}/")
-        else:
-            out[prefix.rstrip("/")] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return {k: v for k, v in out.items() if k.split("/")[0] in ("data", "model", "optimizer", "module", "trainer", "seed")}

@@ -1,0 +1,52 @@
+"""Charts beside Lightning's per-tag cards: a Custom Scalars layout (train and validation curves on
+one chart) and the running best of the monitored metric (`val/ppl_best`, beside `val/ppl`)."""
+
+from __future__ import annotations
+
+import lightning as L
+
+from rnnlab.dashboard.logger import log_step, writers
+
+
+class ScalarsLayout(L.Callback):
+    """Write TensorBoard's Custom Scalars layout once per run: `charts` maps a chart title to the tags
+    drawn together (regular expressions, as TensorBoard reads them), in the category `category`."""
+
+    def __init__(self, charts: dict[str, list[str]], category: str = "train vs val"):
+        self.charts = {str(title): [str(t) for t in tags] for title, tags in charts.items()}
+        self.category = category
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        layout = {self.category: {title: ["Multiline", tags] for title, tags in self.charts.items()}}
+        for writer in writers(trainer):
+            writer.add_custom_scalars(layout)
+
+
+class BestMetricLogger(L.Callback):
+    """After every validation, log `<monitor>_best` (e.g. `val/ppl_best`): the best value so far (kept
+    across a resume), the value of the checkpoint metrics.json reports as `best/<monitor>`.
+
+    Named after the monitored tag so that it sits in the same Time Series group: TensorBoard sorts
+    the groups by name and opens the first two, which stay `train` and `val`."""
+
+    def __init__(self, monitor: str, mode: str = "min"):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r}: use min or max")
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        value = float(value)
+        if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
+            self.best = value
+        for writer in writers(trainer):
+            writer.add_scalar(f"{self.monitor}_best", self.best, log_step(trainer))
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict.get("best")

@@ -1,0 +1,55 @@
+"""Forecast figures during training, on the validation part, so a person watches the forecast improve.
+
+The module provides `validation_forecast() -> dict` after a validation epoch:
+  series       1-d tensor: the observed values (time index = position)
+  predictions  {name: (times, values)}: 1-d tensors, the forecasts of series[times] (e.g. "1-step")
+(rnnlab.models.regressor.SequenceRegressor implements it.) The test part is never drawn here.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rnnlab.dashboard.logger import log_step, writers  # noqa: E402
+
+
+def validation_figure(forecast: dict, epoch: int, context: int = 50) -> plt.Figure:
+    """Observed values with each named forecast over the validation range (and `context` values before)."""
+    series = forecast["series"].detach().float().cpu().numpy()
+    preds = {name: (t.detach().cpu().numpy(), v.detach().float().cpu().numpy())
+             for name, (t, v) in forecast["predictions"].items()}
+    first = max(0, min(int(t.min()) for t, _ in preds.values()) - context)
+    last = max(int(t.max()) for t, _ in preds.values()) + 1
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(range(first, last), series[first:last], lw=0.8, color="0.6", label="data")
+    for name, (t, v) in preds.items():
+        ax.plot(t, v, lw=1.2, label=f"{name} forecasts")
+    ax.set(xlabel="time", ylabel="value", title=f"validation forecasts after epoch {epoch}")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+class ValidationForecastFigures(L.Callback):
+    """Every `every_n_epochs` epochs (and after the last), log `val/forecast` as a TensorBoard image."""
+
+    def __init__(self, every_n_epochs: int = 1):
+        self.every_n_epochs = max(1, int(every_n_epochs))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not hasattr(pl_module, "validation_forecast"):
+            return
+        epoch = trainer.current_epoch + 1
+        if epoch % self.every_n_epochs and epoch < (trainer.max_epochs or 0):
+            return
+        outputs = writers(trainer)
+        if not outputs:
+            return
+        fig = validation_figure(pl_module.validation_forecast(), epoch)
+        for writer in outputs:
+            writer.add_figure("val/forecast", fig, log_step(trainer), close=False)
+        plt.close(fig)

@@ -1,0 +1,74 @@
+"""The name a run shows in TensorBoard: what differs, e.g. `model=gru hidden_size=128` in job 3 of a
+sweep (TensorBoard lists it as `3/model=gru hidden_size=128` under the sweep directory).
+
+Registered as the OmegaConf resolver `${run_label:}` (conf/logger/tensorboard.yaml). In a sweep the
+label holds the swept settings only (the sweeper's `params`, e.g. Optuna's sampled values, and the
+command line's sweep overrides such as `model=rnn,gru`, read from the sweep's multirun.yaml); in a
+single run, its command-line overrides; `defaults` when there are none.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# Overrides that say where or how a run executes, not what it trains.
+PLUMBING = ("paths.", "hydra.", "print_config", "ckpt_path", "trainer.accelerator", "trainer.devices",
+            "trainer.strategy", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+            "trainer.log_every_n_steps", "trainer.num_sanity_val_steps", "callbacks", "evaluation", "logger",
+            "data.val_batch_size", "launcher", "hparams_search")
+MAX_VALUE, MAX_LABEL = 24, 96
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def short_item(override: str) -> str:
+    """`model.hidden_size=128` -> `hidden_size=128`; a path value by its file name; path-safe characters."""
+    key, _, value = override.partition("=")
+    key = _key(key)
+    short = key if "." not in key else key.rsplit(".", 1)[1]
+    if "/" in value or "\\" in value:
+        value = re.split(r"[/\\]", value.rstrip("/\\"))[-1]
+    value = re.sub(r"[^\w.,+-]", "_", value)[:MAX_VALUE]
+    return f"{short}={value}"
+
+
+def label_from_overrides(overrides: list[str], swept: set[str] | None = None) -> str:
+    """The label from a job's overrides, keeping only `swept` keys when they are known."""
+    items = [o for o in overrides if "=" in o and not _key(o).startswith(PLUMBING)
+             and (swept is None or _key(o) in swept)]
+    label = " ".join(short_item(o) for o in items)[:MAX_LABEL].strip()
+    return label or "defaults"
+
+
+def swept_keys(hydra_cfg) -> set[str] | None:
+    """Keys a multirun varies: the sweeper's `params` and the sweep overrides of the command line."""
+    keys = set((OmegaConf.select(hydra_cfg, "sweeper.params") or {}).keys())
+    multirun = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
+    if multirun.is_file():  # written by Hydra's basic sweeper before it launches the jobs
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        task = OmegaConf.load(multirun).hydra.overrides.task
+        parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+        keys |= {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    return keys or None
+
+
+def run_label() -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return "defaults"
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    swept = swept_keys(hc) if hc.mode == RunMode.MULTIRUN else None
+    return label_from_overrides(overrides, swept)
+
+
+if not OmegaConf.has_resolver("run_label"):
+    OmegaConf.register_new_resolver("run_label", run_label)
