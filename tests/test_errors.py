@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import ROOT, TINY, compose_config
+from rnnlab.dashboard.logger import event_dir
 from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.cli.generate import main as generate_main
 from rnnlab.cli.summary import main as summary_main
@@ -102,7 +103,7 @@ TRAIN = [
     (["evaluation.sample.temperature=inf"], r"evaluation.sample.temperature=inf is invalid: must be a finite number >= 0"),
     (["evaluation.sample.temperature=nan"], r"evaluation.sample.temperature=nan is invalid"),
     (["evaluation.sample.num_tokens=-3"], r"evaluation.sample.num_tokens=-3 is invalid"),
-    (["+callbacks.model_checkpoint.moniter=x"], r"callbacks.model_checkpoint.moniter is not an option of lightning.pytorch.callbacks.ModelCheckpoint"),
+    (["+callbacks.model_checkpoint.moniter=x"], r"callbacks.model_checkpoint.moniter is not an option of rnnlab.callbacks.LastEpochCheckpoint"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.segment_len=0"],
      r"evaluation.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.lr=-1"],
@@ -174,7 +175,7 @@ def test_log_every_n_steps_zero_means_no_per_step_logging(make_cfg):
     main_task(cfg)
     run = Path(cfg.paths.output_dir)
     assert json.loads((run / "metrics.json").read_text())["status"] == "ok"
-    acc = EventAccumulator(str(run / "tensorboard"))
+    acc = EventAccumulator(str(event_dir(run)))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert "val/ppl" in tags and "train/ppl" in tags and "train/loss" not in tags and "train/grad_norm" not in tags

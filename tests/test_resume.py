@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config
+from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.job import main_task
 
 # 44 batches an epoch (3600 training characters in 8 streams of 10-step windows); dropout, so the RNG state matters too.
@@ -72,7 +73,7 @@ def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninte
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "batches_done": MID_SECOND_EPOCH + 1 - 44}]
     assert saved["rnnlab_epoch_state"]["carry"] and saved["rnnlab_epoch_state"]["state"] is not None
-    acc = EventAccumulator(str(run / "tensorboard"))
+    acc = EventAccumulator(str(event_dir(run)))
     acc.Reload()
     assert acc.Scalars("val/ppl")  # the loggers were flushed
 

@@ -36,7 +36,10 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
             raise cause from None
-        if isinstance(cause, (MisconfigurationException, ValueError, TypeError, ImportError)):
+        if isinstance(cause, ImportError):  # an optional extra (a logger's package) is not installed
+            raise ConfigError(f"{name} needs a package that is not installed: "
+                              f"{str(cause).strip().splitlines()[0]}") from None
+        if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
             # The Trainer's (or a callback's) own argument checks, or a package an option needs: one line.
             lines = str(cause).strip().splitlines()
             raise ConfigError(f"{name}: {lines[0] if lines else type(cause).__name__}") from None

@@ -24,18 +24,9 @@ def find_learning_rate(parts, tune: DictConfig, output_dir: Path) -> dict[str, A
     if getattr(module, "lr", None) is None:
         raise ConfigError("tune.lr_find=true needs an optimizer with an `lr` option (optimizer.lr)")
     configured = module.lr
-    strategy = parts.trainer.strategy
-    # The finder restores the weights from its own temporary checkpoint with torch's default
-    # weights_only=True (Lightning 2.6), which refuses the hyperparameters our checkpoints hold (the
-    # core and optimizer factories): that file was written just now by this process, so load it fully.
-    load = strategy.load_checkpoint
-    strategy.load_checkpoint = lambda path, weights_only=None: load(path, weights_only=False)
-    try:
-        finder = Tuner(parts.trainer).lr_find(
-            module, datamodule=parts.datamodule, min_lr=tune.min_lr, max_lr=tune.max_lr,
-            num_training=tune.num_training, mode=tune.mode, update_attr=bool(tune.apply), attr_name="lr")
-    finally:
-        del strategy.load_checkpoint
+    finder = Tuner(parts.trainer).lr_find(
+        module, datamodule=parts.datamodule, min_lr=tune.min_lr, max_lr=tune.max_lr,
+        num_training=tune.num_training, mode=tune.mode, update_attr=bool(tune.apply), attr_name="lr")
     suggestion = finite_or_none(finder.suggestion()) if finder is not None else None
     result: dict[str, Any] = {"lr_find/suggestion": suggestion, "lr_find/configured": configured}
     if finder is not None and parts.trainer.is_global_zero:
