@@ -146,7 +146,7 @@ class LastEpochCheckpoint(ModelCheckpoint):
     stops improving. This writes it after Lightning's own saving whenever that skipped it. It calls
     ModelCheckpoint's private `_should_skip_saving_checkpoint`, `_should_save_on_train_epoch_end`,
     `_monitor_candidates` and `_save_last_checkpoint` (the ones its own hooks call);
-    tests/test_checkpoints.py fails if they change.
+    tests/runs/test_checkpoints.py fails if they change.
     """
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -39,6 +39,7 @@ SAMPLINGS = ("random", "sequential")
 
 
 class _WindowSampler(Sampler[Tensor]):
+    name: str  # the data.sampling value that selects it
     max_offset: int  # offsets are drawn from [0, max_offset]
 
     def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1,
@@ -59,7 +60,7 @@ class _WindowSampler(Sampler[Tensor]):
         if self.num_batches() < 1:
             raise ConfigError(
                 f"data.batch_size={batch_size} x data.num_steps={num_steps} is too large for a sequence of "
-                f"{length} tokens ({type(self).__name__[:-7].lower()} sampling needs at least one full batch"
+                f"{length} tokens ({self.name} sampling needs at least one full batch"
                 f"{f' per process of {world_size}' if world_size > 1 else ''}): lower batch_size or num_steps"
             )
 
@@ -113,6 +114,8 @@ class _WindowSampler(Sampler[Tensor]):
 class RandomSampler(_WindowSampler):
     """d2l random sampling: shuffled non-overlapping windows after a random offset in [0, num_steps - 1]."""
 
+    name = "random"
+
     @property
     def max_offset(self) -> int:
         return self.num_steps - 1
@@ -131,6 +134,8 @@ class RandomSampler(_WindowSampler):
 
 class SequentialSampler(_WindowSampler):
     """d2l sequential partitioning: `batch_size` parallel streams after a random offset in [0, num_steps]."""
+
+    name = "sequential"
 
     @property
     def max_offset(self) -> int:
@@ -162,7 +167,7 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
     # `trainer.current_epoch` (epoch_progress.current.completed): after an end-of-epoch checkpoint it
     # still reads the finished epoch there, while `epoch_progress.current.processed` already is the
     # next one (the counter Lightning itself passes to set_epoch). Measured on Lightning 2.6;
-    # tests/test_resume.py (resume from last.ckpt and from interrupted.ckpt equal an uninterrupted
+    # tests/runs/test_resume.py (resume from last.ckpt and from interrupted.ckpt equal an uninterrupted
     # run) fails if this changes. The position is the epoch loop's count of trained batches
     # (`batch_progress.current.processed`), which is what Lightning restores to on a mid-epoch resume.
     fit_loop = trainer.fit_loop

@@ -126,10 +126,12 @@ class TimeMachineDataModule(L.LightningDataModule):
         return DataLoader(batches, batch_size=None)
 
     def module_kwargs(self) -> dict:
-        """What the LanguageModel needs from the data: the vocabulary (in index order), the token kind and
-        the preprocessing, so that generation prefixes are processed as the corpus was."""
+        """The declared interface between a data set and its task's module: what the LanguageModel needs
+        from the data, the vocabulary (in index order), the token kind and the preprocessing (generation
+        prefixes are processed as the corpus was), and the sampling (whether the state is carried)."""
         self.prepare_corpus()
-        return {"vocab": list(self.vocab.idx_to_token), "token": self.token, "preprocess": self.preprocess}
+        return {"vocab": list(self.vocab.idx_to_token), "token": self.token, "preprocess": self.preprocess,
+                "sampling": self.sampling}
 
     @property
     def vocab_size(self) -> int:

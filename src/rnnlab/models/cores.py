@@ -69,7 +69,7 @@ def compile_core(core: nn.Module, mode: str) -> None:
     core, except nn.LSTM on a CPU: inductor fails on its oneDNN kernel there (torch 2.13, TypeError
     for aten.mkldnn_rnn_layer), so that one stays eager inside the compiled function.
     `reduce-overhead` off a CUDA device runs as `default` (torch.compile skips the CUDA graphs), with
-    one warning. tests/test_cores.py fails if any of this stops holding.
+    one warning. tests/cores/test_cores.py fails if any of this stops holding.
     """
     builtin, lstm = isinstance(core, nn.RNNBase), isinstance(core, nn.LSTM)
     forward = core.forward
@@ -91,7 +91,7 @@ def compile_core(core: nn.Module, mode: str) -> None:
         if graphs:
             # Each call is a new training step for CUDA graph trees; the carried state is copied out of
             # the graphs' memory pool, which the next replay reuses (not yet measured on a GPU: see
-            # bench/gpu_check.py and tests/test_gpu.py).
+            # bench/gpu_check.py and tests/gpu/test_gpu.py).
             torch.compiler.cudagraph_mark_step_begin()
         with torch._dynamo.config.patch(allow_rnn=builtin and not (lstm and x.device.type == "cpu")):
             outputs, state = compiled(x, state)

@@ -16,7 +16,7 @@ from rnnlab.data.text import Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
-from rnnlab.models.lean import LeanLightningModule
+from rnnlab.models.base import RnnlabModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
@@ -27,10 +27,10 @@ EPOCH_STATE_KEY = "rnnlab_epoch_state"
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 1.0}  # the book's
 
 
-class LanguageModel(OptimizerStepLogging, LeanLightningModule):
+class LanguageModel(OptimizerStepLogging, RnnlabModule):
     """One-hot (or embedded) tokens -> recurrent core -> linear head -> cross-entropy.
 
-    State policy follows the data: with sequential sampling (the datamodule's `continuous`) the hidden
+    State policy follows the data: with sequential sampling (`sampling`, from the data module) the hidden
     state is carried from batch to batch, detached every step, and reset at each epoch start; with
     random sampling every batch starts from zero. Validation walks the held-out stream with its own
     carried state and reports exact perplexity, exp of the token-weighted mean NLL (and, for
@@ -54,6 +54,7 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
         dropout: float = 0.0,
         weight_drop: float = 0.0,
         preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
+        sampling: str = "sequential",  # the data's sampling: sequential carries the state across batches
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
@@ -61,7 +62,7 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
             core=plain_spec(core, "module.core"), vocab=vocab, token=token,
             optimizer=plain_spec(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "module.optimizer"),
             scheduler=plain_spec(scheduler, "module.scheduler"), embedding_dim=embedding_dim, dropout=dropout,
-            weight_drop=weight_drop, preprocess=preprocess), logger=False)
+            weight_drop=weight_drop, preprocess=preprocess, sampling=sampling), logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
@@ -101,7 +102,7 @@ class LanguageModel(OptimizerStepLogging, LeanLightningModule):
 
     # training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
-        self.train_state.reset(carry=bool(getattr(self.trainer.datamodule, "continuous", False)))
+        self.train_state.reset(carry=self.hparams.get("sampling", "sequential") == "sequential")
         self.train_nll.reset()
         self._train_seconds = None
         self._epoch_t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
 from rnnlab.errors import require
 from rnnlab.models.forecaster import as_forecaster
-from rnnlab.models.lean import LeanLightningModule
+from rnnlab.models.base import RnnlabModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
@@ -49,7 +49,7 @@ def seasonal_naive(levels: Tensor, targets: Tensor, k: int, season: int) -> Tens
     return levels[targets - season * math.ceil(k / season)]
 
 
-class SequenceRegressor(OptimizerStepLogging, LeanLightningModule):
+class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
     def __init__(
         self,
         core: Mapping[str, Any],

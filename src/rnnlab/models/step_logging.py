@@ -14,7 +14,7 @@ def is_logging_step(trainer) -> bool:
     never with log_every_n_steps=0).
 
     Lightning's own rule (`trainer._logger_connector.should_update_logs`) is private; this is the same
-    rule on the public `global_step`, and tests/test_dashboard.py fails if Lightning's rule changes.
+    rule on the public `global_step`, and tests/dashboards/test_dashboard.py fails if Lightning's rule changes.
     """
     every = trainer.log_every_n_steps
     return bool(every) and (trainer.global_step + 1) % every == 0

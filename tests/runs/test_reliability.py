@@ -115,7 +115,7 @@ def test_checkpoints_are_replaced_atomically(tmp_path):
     assert sorted(p.name for p in last.parent.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
 
 
-# Kills and signals mid-epoch, and the resumes after them: tests/test_resume.py.
+# Kills and signals mid-epoch, and the resumes after them: tests/runs/test_resume.py.
 
 
 # Multirun with several processes, and load --------------------------------------------------------
