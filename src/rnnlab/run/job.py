@@ -106,10 +106,16 @@ def start_logging(parts: RunParts, cfg: DictConfig, ckpt_path: str | None) -> No
         ckpt = parts.trainer.checkpoint_callback
         ckpt_path = str(Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}") if ckpt else None
     step = checkpoint_step(ckpt_path)
+    settings = flat_settings(cfg)
     for logger in parts.trainer.loggers:
         if isinstance(logger, RunLogger):
             logger.resume_at(step)
-        logger.log_hyperparams(flat_settings(cfg))
+        if type(logger).__name__ == "MLFlowLogger":
+            # MLflow's file store keeps a parameter as a file named by its key: `optimizer` and
+            # `optimizer/lr` would be a file and a directory of one name.
+            logger.log_hyperparams({k.replace("/", "."): v for k, v in settings.items()})
+        else:
+            logger.log_hyperparams(settings)
 
 
 def finish_logging(parts: RunParts, status: str = "success") -> None:
