@@ -461,3 +461,15 @@ def test_is_logging_step_follows_lightning_for_zero():
     assert [is_logging_step(SimpleNamespace(global_step=s, log_every_n_steps=2)) for s in range(4)] == [
         False, True, False, True]
     assert not any(is_logging_step(SimpleNamespace(global_step=s, log_every_n_steps=0)) for s in range(4))
+
+
+def test_refused_resume_of_a_finished_run_keeps_its_results(tmp_path, capsys):
+    """A bad value on the resume of a finished run is one line; the run's metrics.json stays as it was."""
+    run = tmp_path / "run"
+    main_task(compose_config(run, "trainer.max_epochs=1"))
+    before = (run / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as info:
+        main_task(compose_config(run, "trainer.max_epochs=2", "ckpt_path=last", "optimizer.lr=-1"))
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: optimizer.lr=-1 is invalid")
+    assert (run / "metrics.json").read_text() == before

@@ -161,6 +161,14 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def holds_result(output_dir: Path) -> bool:
+    """True when the run directory's metrics.json already records a finished run (status ok)."""
+    try:
+        return json.loads((output_dir / "metrics.json").read_text()).get("status") == "ok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -181,7 +189,8 @@ def main_task(cfg: DictConfig) -> float | None:
         last = output_dir / "checkpoints" / "last.ckpt"
         if isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
             record["last_good_checkpoint"] = str(last)
-        write_metrics(output_dir, record)
+        if not holds_result(output_dir):  # a refused resume of a finished run keeps its results
+            write_metrics(output_dir, record)
         if _is_multirun():
             raise
         print(error_line(e), file=sys.stderr)
