@@ -189,7 +189,8 @@ def main_task(cfg: DictConfig) -> float | None:
         last = output_dir / "checkpoints" / "last.ckpt"
         if isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
             record["last_good_checkpoint"] = str(last)
-        if not holds_result(output_dir):  # a refused resume of a finished run keeps its results
+        refused_resume = isinstance(e, ConfigError) and cfg.get("ckpt_path") is not None
+        if not (refused_resume and holds_result(output_dir)):  # a refused resume keeps the run's results
             write_metrics(output_dir, record)
         if _is_multirun():
             raise
