@@ -109,19 +109,17 @@ def train_rate(path: Path | None, options: dict, steps: int, cache_dir: str | No
     sys.path.insert(0, str(ROOT / "bench"))
     sys.path.insert(0, str(ROOT / "src"))
     import lightning as L
-    from functools import partial
 
-    import torch
     from bench import Throughput
 
     from rnnlab.data import TimeMachineDataModule
-    from rnnlab.models import LanguageModel, build_core
+    from rnnlab.models import LanguageModel
 
     L.seed_everything(0, verbose=False)
     dm = TimeMachineDataModule(path=str(path) if path else None, cache_dir=cache_dir, **options)
     dm.setup("fit")
-    module = LanguageModel(core=partial(build_core, "lstm", hidden_size=256),
-                           optimizer=partial(torch.optim.SGD, lr=1.0), **dm.module_kwargs())
+    module = LanguageModel(core={"kind": "lstm", "hidden_size": 256},
+                           optimizer={"_target_": "torch.optim.SGD", "lr": 1.0}, **dm.module_kwargs())
     meter = Throughput(warmup=5)
     trainer = L.Trainer(accelerator="cpu", max_steps=steps, max_epochs=-1, limit_val_batches=0,
                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
