@@ -241,6 +241,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "batch_size": POSITIVE_INT,
         "num_steps": POSITIVE_INT,
         "val_fraction": OPEN_FRACTION,
+        "test_fraction": FRACTION,
         "max_tokens": nullable(NON_NEGATIVE_INT, "all; 0: all"),
         "min_freq": NON_NEGATIVE_INT,
         "max_vocab": nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"), "no cap"),

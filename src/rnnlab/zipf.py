@@ -20,7 +20,7 @@ def ngram_counts(tokens: list[str], n: int) -> list[tuple[tuple[str, ...], int]]
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def zipf_figure(tables: dict[int, list]) -> "plt.Figure":  # noqa: F821
+def zipf_figure(tables: dict[int, list]):
     import matplotlib
 
     matplotlib.use("Agg")

@@ -157,11 +157,11 @@ def test_max_tokens_keeps_the_first_tokens_of_a_whole_corpus_vocabulary(tmp_path
 def test_not_a_regular_file_is_refused_before_reading(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)  # reading it would block forever
-    with pytest.raises(ConfigError, match=r"data.path=.*fifo.* is a FIFO \(named pipe\), not a regular file"):
+    with pytest.raises(ConfigError, match=r"data.path=.*fifo.* is a FIFO, not a regular file"):
         load_ids(fifo)
-    with pytest.raises(ConfigError, match=r"data.path='/dev/zero' is a character device, not a regular file"):
+    with pytest.raises(ConfigError, match=r"data.path='/dev/zero' is a device, not a regular file"):
         load_ids("/dev/zero")
-    with pytest.raises(ConfigError, match=r"is a directory, not a regular file"):
+    with pytest.raises(ConfigError, match=r"is a directory: give a UTF-8 text file"):
         load_ids(tmp_path)
 
 

@@ -66,12 +66,15 @@ def test_zipf_statistics_of_chinese(chinese, tmp_path, capsys):
 @pytest.mark.parametrize("option, value, message", [
     ("preprocess", "upper", "data.preprocess='upper' is invalid: allowed values are book, lower, none"),
     ("token", "bpe", "data.token='bpe' is invalid: allowed values are char, word, byte"),
-    ("max_vocab", 1, "data.max_vocab=1 is invalid: must be null"),
+    ("max_vocab", 1, r"data.max_vocab=1 is invalid: must be an integer >= 2 \(<unk> and one token\), or null"),
     ("unk", "no", "data.unk='no' is invalid: must be true or false"),
 ])
-def test_new_options_are_checked(option, value, message):
+def test_new_options_are_checked(option, value, message, tmp_path):
+    from conftest import compose_config
+    from rnnlab.schema import validate
+
     with pytest.raises(ConfigError, match=message):
-        TimeMachineDataModule(**{option: value})
+        validate(compose_config(tmp_path, f"data.{option}={value}"))
 
 
 def test_byte_tokens_have_a_fixed_vocabulary(chinese):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -27,28 +26,16 @@ import numpy as np
 
 from rnnlab.data import cache
 from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab, default_corpus_path
-from rnnlab.errors import ConfigError, require_choice
+from rnnlab.errors import ConfigError, require_choice, require_regular_file
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: chunk temporaries (~20x a chunk) stay far below the file size
 CODE_POINTS = 0x110000
-_FILE_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
-
 
 # ------------------------------------------------------------------ files and chunks
 def check_regular_file(path: str | Path | None) -> Path:
-    """The corpus path, checked with stat before any read: a FIFO or /dev/zero would block or never end."""
-    p = default_corpus_path() if path in (None, "") else Path(path).expanduser()
-    try:
-        mode = os.stat(p).st_mode
-    except FileNotFoundError:
-        raise ConfigError(f"data.path={str(p)!r} does not exist: give a UTF-8 text file") from None
-    except OSError as e:
-        raise ConfigError(f"data.path={str(p)!r} cannot be read ({e.strerror}): give a UTF-8 text file") from None
-    if not stat.S_ISREG(mode):
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
-        raise ConfigError(f"data.path={str(p)!r} is {kind}, not a regular file: give a UTF-8 text file")
-    return p
+    """The corpus path (the bundled one for null), checked with stat before any read: a FIFO or
+    /dev/zero would block or never end (rnnlab.errors.require_regular_file, the one such check)."""
+    return require_regular_file("data.path", default_corpus_path() if path in (None, "") else path)
 
 
 def decode_utf8(raw: bytes, p: Path, offset: int, check_nul: bool) -> str:

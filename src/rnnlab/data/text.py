@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from rnnlab.errors import ConfigError, require_choice
+from rnnlab.errors import require_choice
 
 TOKENIZERS = ("char", "word", "byte")
 PREPROCESSES = ("book", "lower", "none")

@@ -6,10 +6,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
+from rnnlab.data.sampling import eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.corpus import load_ids
-from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab
-from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
+from rnnlab.data.text import Vocab
+from rnnlab.errors import ConfigError, require
 
 
 class TimeMachineDataModule(L.LightningDataModule):
@@ -38,22 +38,9 @@ class TimeMachineDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
     ):
         super().__init__()
-        require_choice("data.token", token, TOKENIZERS)
-        require_choice("data.sampling", sampling, SAMPLINGS)
-        require_positive_int("data.batch_size", batch_size)
-        require_positive_int("data.num_steps", num_steps)
-        require_positive_int("data.val_batch_size", val_batch_size)
-        require(isinstance(val_fraction, (int, float)) and 0 < val_fraction < 1,
-                "data.val_fraction", "must lie strictly between 0 and 1", val_fraction)
-        require(isinstance(test_fraction, (int, float)) and 0 <= test_fraction < 1 - val_fraction,
+        # Each option's type and range: rnnlab.schema, before anything is built. Here: how options combine.
+        require(test_fraction < 1 - val_fraction,
                 "data.test_fraction", f"must lie in [0, 1 - data.val_fraction) = [0, {1 - val_fraction:g})", test_fraction)
-        require(max_tokens is None or (isinstance(max_tokens, int) and max_tokens >= 0),
-                "data.max_tokens", "must be null, 0 (all) or a positive integer", max_tokens)
-        require(isinstance(min_freq, int) and min_freq >= 0, "data.min_freq", "must be an integer >= 0", min_freq)
-        require_choice("data.preprocess", preprocess, PREPROCESSES)
-        require(max_vocab is None or (isinstance(max_vocab, int) and not isinstance(max_vocab, bool) and max_vocab >= 2),
-                "data.max_vocab", "must be null (no cap) or an integer >= 2 (<unk> and one token)", max_vocab)
-        require(isinstance(unk, bool), "data.unk", "must be true or false", unk)
         require(token != "byte" or (min_freq == 0 and max_vocab is None), "data.token",
                 "byte has a fixed vocabulary of 256: leave data.min_freq=0 and data.max_vocab=null", token)
         self.save_hyperparameters(logger=False)
