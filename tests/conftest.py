@@ -51,3 +51,35 @@ def make_cfg(tmp_path):
         return compose_config(tmp_path / "run", *overrides, tiny=tiny, fast=fast)
 
     return make
+
+
+class RunEvents:
+    """A job's two TensorBoard runs, `<label>` (training) and `<label>/eval` (HParams session,
+    validation and `~test`), read by TensorBoard's own loader and looked up as one."""
+
+    def __init__(self, run_dir: Path):
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        from rnnlab.dashboard.logger import EVAL_RUN, event_dir
+
+        sizes = {"scalars": 0, "tensors": 0, "histograms": 0, "images": 0}
+        self.dir = event_dir(run_dir)
+        self.train = EventAccumulator(str(self.dir), size_guidance=sizes)
+        self.eval = EventAccumulator(str(self.dir / EVAL_RUN), size_guidance=sizes)
+        for acc in (self.train, self.eval):
+            acc.Reload()
+
+    def tags(self, kind: str = "scalars") -> set[str]:
+        return set(self.train.Tags()[kind]) | set(self.eval.Tags()[kind])
+
+    def _holder(self, kind: str, tag: str):
+        return self.eval if tag in self.eval.Tags()[kind] else self.train
+
+    def scalars(self, tag: str):
+        return self._holder("scalars", tag).Scalars(tag)
+
+    def images(self, tag: str):
+        return self._holder("images", tag).Images(tag)
+
+    def tensors(self, tag: str):
+        return self._holder("tensors", tag).Tensors(tag)

@@ -13,10 +13,9 @@ import threading
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from rnnlab.dashboard.logger import log_step
+from rnnlab.dashboard.logger import log_step, writers
 from rnnlab.errors import ConfigError, DivergenceError
 
 log = logging.getLogger(__name__)
@@ -66,10 +65,9 @@ class TextSampleLogger(L.Callback):
             return
         samples = self.samples(pl_module, trainer.current_epoch)
         self.last_sample = samples["samples/greedy"]
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                for tag, text in samples.items():
-                    logger.experiment.add_text(tag, code_block(show_trailing_whitespace(text)), log_step(trainer))
+        for name, text in samples.items():
+            for writer, tag in writers(trainer, name):
+                writer.add_text(tag, code_block(show_trailing_whitespace(text)), log_step(trainer))
 
 
 class ProgressBar(TQDMProgressBar):

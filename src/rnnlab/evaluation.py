@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 
+from rnnlab.dashboard.logger import writers
 from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.metrics import finite_or_none
 
@@ -20,10 +20,9 @@ def best_checkpoint(trainer) -> str:
 
 
 def log_scalars(trainer, values: dict[str, float]) -> None:
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            for name, value in values.items():
-                logger.experiment.add_scalar(name, value, trainer.global_step)
+    for name, value in values.items():
+        for writer, tag in writers(trainer, name):
+            writer.add_scalar(tag, value, trainer.global_step)
 
 
 class TestSplit:

@@ -16,8 +16,8 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
+from rnnlab.dashboard.logger import writers  # noqa: E402
 
 def _panels(spec, title: str):
     n = len(spec.targets)
@@ -78,7 +78,6 @@ class ForecastFigures(L.Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         for name, fig in forecast_figures(pl_module.forecasts, trainer.datamodule.time_axis()).items():
             fig.savefig(self.dir / f"{name}.png", dpi=120)
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_figure(f"figures/{name}", fig, trainer.global_step)
+            for writer, tag in writers(trainer, f"test/{name}"):
+                writer.add_figure(tag, fig, trainer.global_step, close=False)
             plt.close(fig)

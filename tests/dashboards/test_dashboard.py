@@ -3,8 +3,11 @@ HParams plugin's HTTP API served on loopback."""
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import shutil
+import zipfile
 import subprocess
 import sys
 import urllib.request
@@ -13,14 +16,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 from lightning.pytorch.demos.boring_classes import BoringModel
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.util import tensor_util
 
-from conftest import ROOT, TINY, compose_config
+from conftest import ROOT, TINY, RunEvents, compose_config
 from rnnlab.callbacks import code_block, show_trailing_whitespace
 from rnnlab.dashboard.hparams import flat_settings
-from rnnlab.dashboard.logger import event_dir
+from rnnlab.dashboard.logger import EVAL_RUN, event_dir
 from rnnlab.dashboard.run_label import label_from_overrides
 from rnnlab.models.step_logging import is_logging_step
 from rnnlab.run.job import main_task
@@ -28,14 +30,59 @@ from rnnlab.run.job import main_task
 SIZES = {"scalars": 0, "tensors": 0, "histograms": 0, "images": 0}
 
 
-def accumulator(path: Path) -> EventAccumulator:
-    acc = EventAccumulator(str(path), size_guidance=SIZES)
-    acc.Reload()
-    return acc
-
-
-def texts(acc: EventAccumulator, tag: str) -> list[str]:
+def texts(acc, tag: str) -> list[str]:
     return [tensor_util.make_ndarray(e.tensor_proto).item().decode() for e in acc.Tensors(f"{tag}/text_summary")]
+
+
+# TensorBoard's own rules for what a person sees first --------------------------------------------
+def tb_compare(a: str, b: str) -> int:
+    """TensorBoard's tag order (tensorboard/webapp/metrics compareTagNames): numbers by value, `/`
+    and digits before other characters, the rest by character code."""
+    n = i = 0
+    special = lambda c: c == "/" or c.isdigit()  # noqa: E731
+    while True:
+        if n == len(a):
+            return 0 if i == len(b) else -1
+        if i == len(b):
+            return 1
+        if a[n].isdigit() and b[i].isdigit():
+            x, y = re.match(r"\d+(\.\d*)?", a[n:]).group(), re.match(r"\d+(\.\d*)?", b[i:]).group()
+            if float(x) != float(y):
+                return -1 if float(x) < float(y) else 1
+            n, i = n + len(x), i + len(y)
+            continue
+        if special(a[n]) != special(b[i]):
+            return -1 if special(a[n]) else 1
+        if a[n] != b[i]:
+            return -1 if a[n] < b[i] else 1
+        n, i = n + 1, i + 1
+
+
+def time_series_groups(tb: "Serve") -> list[str]:
+    """The groups of TensorBoard's Time Series in the order it shows them: every scalar, histogram and
+    image tag sorted by TensorBoard's order, grouped by the part before the first `/`."""
+    tags = tb.get("/data/plugin/timeseries/tags")
+    cards = {t for kind in ("scalars", "histograms") for ts in tags[kind]["runTagInfo"].values() for t in ts}
+    cards |= set(tags["images"]["tagRunSampledInfo"])
+    groups: list[str] = []
+    for tag in sorted(cards, key=functools.cmp_to_key(tb_compare)):
+        if tag.split("/", 1)[0] not in groups:
+            groups.append(tag.split("/", 1)[0])
+    return groups
+
+
+def test_tensorboard_opens_the_first_two_groups_and_shows_five_hparams_columns():
+    """The rules rnnlab.dashboard.logger names its runs and tags for, read from TensorBoard's bundled
+    frontend: if TensorBoard changes them, this fails and the layout must be looked at again."""
+    import tensorboard
+
+    bundle = zipfile.ZipFile(Path(tensorboard.__file__).parent / "webfiles.zip").read("index.js").decode()
+    assert re.search(r'\.split\("/",1\)\[0\]', bundle)  # a card's group: its tag before the first /
+    assert re.search(r"for\(let \w+ of \w+\.slice\(0,2\)\)\w+\.set\(\w+\.groupName,!0\)", bundle)  # 2 open
+    assert re.search(r"displayed:\w<5", bundle)  # HParams: the first five metric columns are ticked
+    assert tb_compare("train/lr", "val/ppl") < 0 < tb_compare("~test/ppl", "val/ppl_best")
+    assert tb_compare("test/ppl", "train/lr") < 0  # why the test part is `~test` in TensorBoard
+    assert tb_compare("val/mse_k4", "val/mse_k16") < 0 < tb_compare("val/mse_k64", "val/mse_k16")
 
 
 class Serve:
@@ -148,22 +195,25 @@ def test_sweep_runs_are_named_by_what_differs_with_one_event_file_each(sweep):
     mux = EventMultiplexer(size_guidance=SIZES)
     mux.AddRunsFromDirectory(str(sweep))
     mux.Reload()
-    assert sorted(mux.Runs()) == ["0/model=rnn", "1/model=gru"]
+    assert sorted(mux.Runs()) == ["0/model=rnn", "0/model=rnn/eval", "1/model=gru", "1/model=gru/eval"]
     for job in ("0", "1"):
         assert len(list((sweep / job).glob("*/events.out.tfevents.*"))) == 1
+        assert len(list((sweep / job).glob(f"*/{EVAL_RUN}/events.out.tfevents.*"))) == 1
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "ok"
-    for run in mux.Runs():
+    for run in ("0/model=rnn", "1/model=gru"):
         acc = mux.GetAccumulator(run)
-        scalars = set(acc.Tags()["scalars"])
         assert {"train/loss", "train/lr", "train/grad_norm", "train/grad_norm_clipped", "train/clipped_share",
-                "train/ppl", "train/tokens_per_s", "val/ppl", "val/loss", "val/bpc", "val/ppl_best"} == scalars
+                "train/ppl", "train/tokens_per_s"} == set(acc.Tags()["scalars"])
+        assert {"val/ppl", "val/loss", "val/bpc", "val/ppl_best"} == set(mux.GetAccumulator(f"{run}/eval").Tags()["scalars"])
         # TINY: 2 epochs of 44 batches and log_every_n_steps=5, lowered to 44 // 10 = 4: 11 points an epoch
         steps = [e.step for e in acc.Scalars("train/loss")]
         assert steps == list(range(3, 88, 4)) and len(steps) == 22
+        evals = mux.GetAccumulator(f"{run}/eval")
         for tag in ("val/ppl", "val/ppl_best", "val/bpc", "train/ppl"):
-            assert [e.step for e in acc.Scalars(tag)] == [43, 87], tag  # each epoch's last step, never step 0
-        best = [e.value for e in acc.Scalars("val/ppl_best")]
-        assert best == [min(e.value for e in acc.Scalars("val/ppl")[: i + 1]) for i in range(2)]
+            holder = acc if tag.startswith("train/") else evals
+            assert [e.step for e in holder.Scalars(tag)] == [43, 87], tag  # each epoch's last step, never step 0
+        best = [e.value for e in evals.Scalars("val/ppl_best")]
+        assert best == [min(e.value for e in evals.Scalars("val/ppl")[: i + 1]) for i in range(2)]
         assert set(acc.Tags()["histograms"]) >= {"weights/head.weight", "weights/head.weight.grad"}
         greedy, sampled = texts(acc, "samples/greedy"), texts(acc, "samples/sampled")
         assert len(greedy) == len(sampled) == 2
@@ -174,6 +224,7 @@ def test_sweep_runs_are_named_by_what_differs_with_one_event_file_each(sweep):
 def test_hparams_columns_are_the_union_and_the_swept_one_differs(sweep):
     tb = Serve(sweep)
     experiment = tb.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert time_series_groups(tb)[:2] == ["train", "val"]  # the two groups Time Series opens
     infos = {h["name"]: h for h in experiment["hparamInfos"]}
     differs = [h["name"] for h in experiment["hparamInfos"] if h.get("differs")]
     assert differs == ["model/kind"]  # the one setting that differs, listed first
@@ -181,15 +232,17 @@ def test_hparams_columns_are_the_union_and_the_swept_one_differs(sweep):
     assert sorted(infos["model/kind"]["domainDiscrete"]) == ["gru", "rnn"]
     assert infos["model/bidirectional"]["type"] == "DATA_TYPE_BOOL"
     assert not [n for n in infos if n.startswith(("module/core", "module/optimizer", "trainer/default_root_dir"))]
-    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"val/ppl", "val/ppl_best", "val/bpc", "train/loss"} <= metrics and not [m for m in metrics if m.startswith("final/")]
+    metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
+    # the metric columns are the eval run's scalars: the five ticked ones are validation, none is a step diagnostic
+    assert metrics == ["val/bpc", "val/loss", "val/ppl", "val/ppl_best"]
     groups = tb.post("/data/plugin/hparams/session_groups",
                      {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
                       "colParams": [{"hparam": "model/kind"}], "startIndex": 0, "sliceSize": 10})
     rows = {g["name"]: g for g in groups["sessionGroups"]}
-    assert set(rows) == {"0/model=rnn", "1/model=gru"}
-    assert rows["1/model=gru"]["hparams"]["model/kind"] == "gru"
-    assert rows["0/model=rnn"]["sessions"][0]["status"] == "STATUS_SUCCESS"
+    assert set(rows) == {"0/model=rnn/eval", "1/model=gru/eval"}
+    assert rows["1/model=gru/eval"]["hparams"]["model/kind"] == "gru"
+    assert rows["0/model=rnn/eval"]["sessions"][0]["status"] == "STATUS_SUCCESS"
+    assert rows["0/model=rnn/eval"]["metricValues"][0]["name"]["tag"] == "val/bpc"
 
 
 def test_lm_and_forecast_runs_share_the_columns_not_the_loss_chart(sweep, tmp_path):
@@ -206,12 +259,17 @@ def test_lm_and_forecast_runs_share_the_columns_not_the_loss_chart(sweep, tmp_pa
                      {"experimentName": "", "allowedStatuses": ["STATUS_SUCCESS"], "startIndex": 0, "sliceSize": 10,
                       "colParams": [{"hparam": "data/token"}, {"hparam": "data/tau"}]})
     rows = {g["name"]: g["hparams"] for g in groups["sessionGroups"]}
-    assert rows["lm/model=rnn"]["data/token"] == "char" and rows["sine/defaults"]["data/tau"] == 4
+    assert rows["lm/model=rnn/eval"]["data/token"] == "char" and rows["sine/defaults/eval"]["data/tau"] == 4
     tags = tb.get("/data/plugin/scalars/tags")
     assert "train/loss" in tags["lm/model=rnn"] and "train/loss" not in tags["sine/defaults"]
-    assert {"train/mse", "val/mse", "val/mse_best", "train/grad_norm", "train/lr"} <= set(tags["sine/defaults"])
-    images = accumulator(event_dir(tmp_path / "sine")).Images("val/forecast")
-    assert [e.step for e in images] == [0, 1]  # one validation figure per epoch, during training
+    assert {"train/mse", "train/grad_norm", "train/lr"} <= set(tags["sine/defaults"])
+    assert {"val/mse", "val/mse_best", "~test/mse_k1", "~test/mase_k1"} <= set(tags["sine/defaults/eval"])
+    assert time_series_groups(tb) == ["train", "val", "weights", "~test"]  # train and val open, the test part last
+    events = RunEvents(tmp_path / "sine")
+    assert [e.step for e in events.images("val/forecast")] == [0, 1]  # one validation figure per epoch, during training
+    assert {"~test/history", "~test/onestep_multistep", "~test/k_step"} <= events.tags("images")
+    assert json.loads((tmp_path / "sine" / "metrics.json").read_text())["test/mse_k1"] == \
+        events.scalars("~test/mse_k1")[0].value  # metrics.json keeps `test/`
 
 
 def test_a_resumed_run_shows_every_step_once(tmp_path):
@@ -219,11 +277,12 @@ def test_a_resumed_run_shows_every_step_once(tmp_path):
     what the first process logged after that checkpoint (purge_step) instead of showing it twice."""
     out = tmp_path / "run"
     main_task(compose_config(out, "trainer.max_epochs=3", "callbacks.model_checkpoint.save_top_k=-1"))
-    first = accumulator(event_dir(out))
+    first = RunEvents(out)
     main_task(compose_config(out, "trainer.max_epochs=3", f"ckpt_path={out}/checkpoints/best-epoch001.ckpt"))
-    acc = accumulator(event_dir(out))
-    assert len(list(event_dir(out).glob("events.out.tfevents.*"))) == 2  # one per process
+    events = RunEvents(out)
+    for run in (event_dir(out), event_dir(out) / EVAL_RUN):
+        assert len(list(run.glob("events.out.tfevents.*"))) == 2  # one per process
     for tag in ("val/ppl", "train/loss", "train/grad_norm", "val/ppl_best"):
-        steps = [e.step for e in acc.Scalars(tag)]
-        assert steps == sorted(set(steps)) == [e.step for e in first.Scalars(tag)], tag
-    assert [e.step for e in acc.Scalars("val/ppl")] == [43, 87, 131]
+        steps = [e.step for e in events.scalars(tag)]
+        assert steps == sorted(set(steps)) == [e.step for e in first.scalars(tag)], tag
+    assert [e.step for e in events.scalars("val/ppl")] == [43, 87, 131]

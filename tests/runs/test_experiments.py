@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONF, ROOT, TINY, compose_config
-from rnnlab.dashboard.logger import event_dir
+from conftest import CONF, ROOT, TINY, RunEvents, compose_config
 from rnnlab.cli.generate import main as generate_main
 from rnnlab.cli.summary import main as summary_main
 from rnnlab.summary import summarize
@@ -131,9 +129,8 @@ def test_summary_table_and_plot_from_a_real_multirun(joblib_sweep, capsys):
 def test_hparams_are_logged_for_tensorboards_hparams_view(joblib_sweep):
     sweep, _ = joblib_sweep
     ok_job = next(j for j in sorted(sweep.iterdir()) if j.is_dir() and (j / "checkpoints").exists())
-    acc = EventAccumulator(str(event_dir(ok_job)))
-    acc.Reload()
-    assert "_hparams_/session_start_info" in acc.summary_metadata
+    events = RunEvents(ok_job)
+    assert "_hparams_/session_start_info" in events.eval.summary_metadata  # the session is the eval run
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY, compose_config
-from rnnlab.dashboard.logger import event_dir
+from conftest import ROOT, TINY, RunEvents, compose_config
 from rnnlab.run.job import main_task
 
 # 44 batches an epoch (3600 training characters in 8 streams of 10-step windows); dropout, so the RNG state matters too.
@@ -57,8 +56,6 @@ def assert_same_end(resumed: dict, whole: dict) -> None:
 @pytest.mark.parametrize("signal", ["SIGINT", "SIGTERM"])
 def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninterrupted_run(tmp_path, uninterrupted,
                                                                                             signal):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     run = tmp_path / "run"
     proc = train(run, fault(signal))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -73,9 +70,7 @@ def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninte
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
         {"epoch": 1, "batches_done": MID_SECOND_EPOCH + 1 - 44}]
     assert saved["rnnlab_epoch_state"]["carry"] and saved["rnnlab_epoch_state"]["state"] is not None
-    acc = EventAccumulator(str(event_dir(run)))
-    acc.Reload()
-    assert acc.Scalars("val/ppl")  # the loggers were flushed
+    assert RunEvents(run).scalars("val/ppl")  # the loggers were flushed
 
     resumed = train(run, f"ckpt_path={ckpt}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

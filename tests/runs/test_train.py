@@ -6,17 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, RunEvents
 from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.job import main_task
 
 
-def scalars(run_dir: Path):
-    acc = EventAccumulator(str(event_dir(run_dir)), size_guidance={"tensors": 0, "scalars": 0})
-    acc.Reload()
-    return acc
+def scalars(run_dir: Path) -> RunEvents:
+    return RunEvents(run_dir)
 
 
 def test_tiny_run_lowers_val_ppl_and_writes_every_file(make_cfg):
@@ -33,12 +30,12 @@ def test_tiny_run_lowers_val_ppl_and_writes_every_file(make_cfg):
     assert len(list((run / "checkpoints").glob("best-epoch*.ckpt"))) == 1
     assert (event_dir(run) / "hparams.yaml").is_file()
 
-    acc = scalars(run)
-    tags = set(acc.Tags()["scalars"])
-    assert {"train/loss", "train/ppl", "val/ppl", "train/grad_norm", "train/tokens_per_s"} <= tags
-    val = [e.value for e in acc.Scalars("val/ppl")]
+    events = scalars(run)
+    assert {"train/loss", "train/ppl", "train/grad_norm", "train/tokens_per_s"} <= set(events.train.Tags()["scalars"])
+    assert {"val/ppl", "val/ppl_best", "val/bpc"} <= set(events.eval.Tags()["scalars"])
+    val = [e.value for e in events.scalars("val/ppl")]
     assert len(val) == 3 and val[-1] < val[0]
-    assert any(t.startswith("samples/greedy") for t in acc.Tags()["tensors"])
+    assert any(t.startswith("samples/greedy") for t in events.tags("tensors"))
 
 
 def run_cli(*args, cwd=ROOT, timeout=300):

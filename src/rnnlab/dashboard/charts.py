@@ -18,7 +18,7 @@ class ScalarsLayout(L.Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         layout = {self.category: {title: ["Multiline", tags] for title, tags in self.charts.items()}}
-        for writer in writers(trainer):
+        for writer, _ in writers(trainer, "custom_scalars"):
             writer.add_custom_scalars(layout)
 
 
@@ -42,8 +42,8 @@ class BestMetricLogger(L.Callback):
         value = float(value)
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best = value
-        for writer in writers(trainer):
-            writer.add_scalar(f"{self.monitor}_best", self.best, log_step(trainer))
+        for writer, tag in writers(trainer, f"{self.monitor}_best"):
+            writer.add_scalar(tag, self.best, log_step(trainer))
 
     def state_dict(self) -> dict:
         return {"best": self.best}

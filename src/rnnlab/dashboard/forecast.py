@@ -46,10 +46,10 @@ class ValidationForecastFigures(L.Callback):
         epoch = trainer.current_epoch + 1
         if epoch % self.every_n_epochs and epoch < (trainer.max_epochs or 0):
             return
-        outputs = writers(trainer)
+        outputs = writers(trainer, "val/forecast")
         if not outputs:
             return
         fig = validation_figure(pl_module.validation_forecast(), epoch)
-        for writer in outputs:
-            writer.add_figure("val/forecast", fig, log_step(trainer), close=False)
+        for writer, tag in outputs:
+            writer.add_figure(tag, fig, log_step(trainer), close=False)
         plt.close(fig)

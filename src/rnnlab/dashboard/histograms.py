@@ -22,11 +22,11 @@ class Histograms(L.Callback):
         if batch_idx + 1 != trainer.num_training_batches:
             return
         step = log_step(trainer)  # the step of this epoch's metrics
-        for writer in writers(trainer):
-            for name, p in pl_module.named_parameters():
-                writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        for name, p in pl_module.named_parameters():
+            for writer, tag in writers(trainer, f"weights/{name}"):
+                writer.add_histogram(tag, p.detach().float().cpu(), step)
                 if p.grad is not None:
-                    writer.add_histogram(f"weights/{name}.grad", p.grad.detach().float().cpu(), step)
+                    writer.add_histogram(f"{tag}.grad", p.grad.detach().float().cpu(), step)
 
 
 def token_label(token: str) -> str:
@@ -44,6 +44,6 @@ class EmbeddingProjector(L.Callback):
         if embedding is None:
             return
         labels = [token_label(t) for t in pl_module.vocab.idx_to_token]
-        for writer in writers(trainer):
-            writer.add_embedding(embedding.weight.detach().float().cpu(), metadata=labels, tag="embedding",
+        for writer, tag in writers(trainer, "embedding"):
+            writer.add_embedding(embedding.weight.detach().float().cpu(), metadata=labels, tag=tag,
                                  global_step=trainer.global_step)
