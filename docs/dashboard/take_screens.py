@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=15.0, help="seconds each tab is given to draw")
     parser.add_argument("--size", default="1400x1000")
     parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--query", default="", help="a query string for TensorBoard's URL, e.g. runColorGroup=...")
     args = parser.parse_args()
     width, height = (int(x) for x in args.size.split("x"))
     port = free_port()
@@ -101,7 +102,8 @@ def main() -> None:
         browser = Browser(width, height)
         for tab in args.tabs:
             out = Path(args.out) / f"{args.name}_{tab}.png"
-            browser.shot(f"http://127.0.0.1:{port}/#{tab}", out, args.wait)
+            query = f"?{args.query}" if args.query else ""
+            browser.shot(f"http://127.0.0.1:{port}/{query}#{tab}", out, args.wait)
             print(out)
     finally:
         if browser is not None:

@@ -14,7 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
-from conftest import CONF, compose_config
+from conftest import CONF, RunEvents, compose_config
 from rnnlab.dashboard.logger import event_dir
 from rnnlab.callbacks import DivergenceGuard, InterruptCheckpoint, RNGStateCheckpoint
 from rnnlab.run.build import build_run
@@ -225,6 +225,9 @@ def lm_with_test_split(tmp_path_factory):
 def test_test_fraction_splits_train_val_test(lm_with_test_split):
     metrics = json.loads((lm_with_test_split / "metrics.json").read_text())
     assert metrics["test/ppl"] > 1 and metrics["test/loss"] == pytest.approx(math.log(metrics["test/ppl"]), rel=1e-5)
+    events = RunEvents(lm_with_test_split)  # TensorBoard: the eval run, as ~test (sorted after train and val)
+    assert events.eval.Scalars("~test/ppl")[0].value == pytest.approx(metrics["test/ppl"])
+    assert not [t for t in events.tags() if t.startswith("test/")]
     from rnnlab.data import TimeMachineDataModule
 
     book = TimeMachineDataModule(max_tokens=4000)
