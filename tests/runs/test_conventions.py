@@ -243,9 +243,13 @@ def test_test_fraction_splits_train_val_test(lm_with_test_split):
 def test_eval_scores_a_language_model_checkpoint(lm_with_test_split, tmp_path):
     trained = json.loads((lm_with_test_split / "metrics.json").read_text())
     cfg = compose_eval(tmp_path / "eval", f"ckpt_path={lm_with_test_split / 'checkpoints' / 'last.ckpt'}",
-                       "num_tokens=12")
+                       "num_tokens=12", "logger=tensorboard")
     assert main_eval(cfg) == pytest.approx(trained["val/ppl"], rel=1e-5)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    events = RunEvents(tmp_path / "eval")  # each score once, in the eval run
+    for tag in ("val/ppl", "val/bpc", "~test/ppl", "~test/bpc"):
+        assert len(events.eval.Scalars(tag)) == 1, tag
+    assert events.eval.Scalars("~test/ppl")[0].value == pytest.approx(metrics["test/ppl"])
     assert metrics["status"] == "ok" and metrics["task"] == "lm"
     for split in ("val", "test"):
         assert metrics[f"{split}/ppl"] == pytest.approx(trained[f"{split}/ppl"], rel=1e-5)

@@ -29,6 +29,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
 
 from rnnlab.dashboard import hparams as hp
 
@@ -87,9 +88,10 @@ class RunLogger(TensorBoardLogger):
     @property
     @rank_zero_experiment
     def eval_writer(self):
-        """The SummaryWriter of the `<label>/eval` run (the same class and options as `experiment`)."""
+        """The SummaryWriter of the `<label>/eval` run (the options of `experiment`; torch's writer, the
+        one Lightning picks when tensorboard is installed, a dependency of this project)."""
         if self._eval_writer is None:
-            self._eval_writer = type(self.experiment)(log_dir=str(Path(self.log_dir) / EVAL_RUN), **self._kwargs)
+            self._eval_writer = SummaryWriter(log_dir=str(Path(self.log_dir) / EVAL_RUN), **self._kwargs)
         return self._eval_writer
 
     def writer_for(self, name: str):

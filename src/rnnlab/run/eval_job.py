@@ -80,6 +80,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     metrics.update(_scores(trainer.validate(module, datamodule=datamodule, verbose=False)))
     if getattr(datamodule, "has_test_split", True):
         metrics.update(_scores(trainer.test(module, datamodule=datamodule, verbose=False)))
+    logged = set(metrics)  # the validate and test loops have logged these already
     if task == "lm":
         with_bits_per_char(metrics, module.token)
         prefix = cfg.prefix or OmegaConf.select(run_cfg, "callbacks.text_sample.prefix", default="time traveller")
@@ -89,7 +90,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
                                                     generator=torch.Generator().manual_seed(cfg.seed))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     for logger in trainer.loggers:
-        logger.log_metrics({k: v for k, v in metrics.items() if "/" in k and isinstance(v, float)})
+        logger.log_metrics({k: v for k, v in metrics.items() if "/" in k and isinstance(v, float) and k not in logged})
         logger.finalize("success")
     return metrics
 
