@@ -1,8 +1,11 @@
 """Evaluate a trained checkpoint: `python eval.py ckpt_path=<run>/checkpoints/<file>.ckpt [key=value ...]`."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.cli.common import hydra_cli
 from rnnlab.run.eval_job import main_eval
 
 
@@ -12,4 +15,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(hydra_cli(main))

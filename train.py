@@ -1,13 +1,12 @@
 """Train a recurrent model: `python train.py [group=option ...] [key=value ...]`, `-m` for sweeps."""
 
-import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 import rnnlab.run.rundir  # noqa: F401  (registers ${unique_suffix:}, used by the run directories)
-from rnnlab.cli.common import run
+from rnnlab.cli.common import hydra_cli
 from rnnlab.run.job import main_task
 
 
@@ -17,14 +16,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> int:
-    """The command line, with the error path of every rnnlab command: Hydra's own errors (a bad
-    override, an unknown group option) end with one line and exit status 2 as well. With
-    HYDRA_FULL_ERROR=1 set by the user, Hydra's full traces instead."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
-        main()
-        return 0
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; run() prints one line
-    return run(lambda: main() and 0)
+    """The command line, with the error path of every rnnlab command (rnnlab.cli.common.hydra_cli)."""
+    return hydra_cli(main)
 
 
 if __name__ == "__main__":

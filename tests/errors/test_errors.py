@@ -196,12 +196,36 @@ def test_process_bad_trainer_option_one_line_no_event_file(tmp_path):
     ("trainer.precison=7", "error: Could not override 'trainer.precison'. To append to your config use +trainer.precison=7"),
     ("model=transformer", "error: In 'train': Could not find 'model/transformer'; Available options in 'model': gru; "
                           "gru_scratch; lstm; lstm_scratch; mlp; rnn; rnn_scratch"),
+    ("logger=null", "error: Config group override must be a string or a list. Got NoneType; logger=null: logger is "
+                    "a config group, give one of its options (~logger leaves the group out)"),  # Hydra's ValueError
 ])
 def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
     proc = train(override, f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 2
     assert one_error_line(proc.stderr) == line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["eval.py"], ["-m", "rnnlab.cli.eval"]])
+def test_eval_entry_points_share_the_error_path(tmp_path, command):
+    """eval.py and rnnlab-eval: a bad override is one line and exit status 2, as for train.py."""
+    proc = subprocess.run([sys.executable, *command, f"ckpt_path={tmp_path / 'x.ckpt'}", "logger=nope",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, HYDRA_FULL_ERROR="0"))
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == ("error: In 'eval': Could not find 'logger/nope'; Available options in "
+                                           "'logger': csv; many; mlflow; tensorboard; wandb")
+
+
+def test_a_bug_in_the_task_keeps_its_traceback(monkeypatch):
+    """Only Hydra's composing errors become one line: a builtin exception from the task propagates."""
+    from rnnlab.cli import common
+
+    def task_bug():
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        common.run(task_bug)
 
 
 def test_process_fifo_data_path_is_refused_without_reading(tmp_path):

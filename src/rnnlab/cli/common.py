@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
+
+CONFIG_PACKAGES = ("hydra", "omegaconf")
+
+
+def _raised_composing_config(error: BaseException) -> bool:
+    """Whether `error` was raised by Hydra's or OmegaConf's own code before an rnnlab task ran: a bad
+    override that Hydra reports with a builtin exception (`logger=null`: a ValueError)."""
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    in_task = any(name.startswith("rnnlab.run") for name in frames)
+    return bool(frames) and not in_task and frames[-1].split(".")[0] in CONFIG_PACKAGES
+
+
+def _null_group_hint(message: str) -> str:
+    """Hydra's message for `group=null` names no option: name it, and the way to drop a group."""
+    if "Config group override must be a string or a list" not in message:
+        return ""
+    nulls = [m.group(1) for a in sys.argv[1:] if (m := re.fullmatch(r"([\w/]+)=(?:null|None|~)", a))]
+    if not nulls:
+        return ""
+    return "; " + ", ".join(f"{g}=null: {g} is a config group, give one of its options (~{g} leaves the group out)"
+                            for g in nulls)
 
 
 def run(main: Callable[[], int | None]) -> int:
@@ -16,7 +42,18 @@ def run(main: Callable[[], int | None]) -> int:
         print(error_line(e), file=sys.stderr)
         return USER_ERROR_EXIT
     except Exception as e:  # Hydra's and OmegaConf's own errors for a bad override are the user's too
-        if type(e).__module__.split(".")[0] in ("hydra", "omegaconf"):
-            print(error_line(e), file=sys.stderr)
+        if type(e).__module__.split(".")[0] in CONFIG_PACKAGES or _raised_composing_config(e):
+            print(error_line(e) + _null_group_hint(str(e)), file=sys.stderr)
             return USER_ERROR_EXIT
         raise
+
+
+def hydra_cli(main: Callable[[], Any]) -> int:
+    """A Hydra entry point (train.py, eval.py, rnnlab-eval) with the error path of every rnnlab command:
+    Hydra's own errors (a bad override, an unknown group option) end with one line and exit status 2
+    as well. With HYDRA_FULL_ERROR=1 set by the user, Hydra's full traces instead."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return 0
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; run() prints one line
+    return run(lambda: main() and 0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.cli.common import hydra_cli
 from rnnlab.run.eval_job import main_eval
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -18,5 +19,10 @@ def main(cfg: DictConfig) -> float | None:
     return main_eval(cfg)
 
 
+def cli() -> int:
+    """The installed command, with the error path of every rnnlab command."""
+    return hydra_cli(main)
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli())
