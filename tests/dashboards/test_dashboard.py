@@ -173,6 +173,28 @@ def test_logging_cadence_gives_short_runs_points(every, max_steps, interval):
     assert sum(rec.ours) == (0 if interval == 0 else len(rec.ours) // interval) and (interval == 0 or sum(rec.ours) > 0)
 
 
+def test_run_logger_routes_each_metric_to_its_run(tmp_path):
+    """train/* to `<label>`, val/* and test/* (as ~test/*) to `<label>/eval`, no `epoch`; a pickled copy
+    (sent to a spawned process) opens its own writers."""
+    import pickle
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rnnlab.dashboard.logger import RunLogger
+
+    logger = RunLogger(str(tmp_path), name="job")
+    logger.log_metrics({"train/loss": 1.0, "val/ppl": 3.0, "test/ppl": 4.0, "epoch": 0}, step=5)
+    copy = pickle.loads(pickle.dumps(logger))
+    assert copy._experiment is None and copy._eval_writer is None
+    logger.close()
+    tags = {}
+    for run in ("job", f"job/{EVAL_RUN}"):
+        acc = EventAccumulator(str(tmp_path / run))
+        acc.Reload()
+        tags[run] = {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+    assert tags == {"job": {"train/loss": [(5, 1.0)]}, f"job/{EVAL_RUN}": {"val/ppl": [(5, 3.0)], "~test/ppl": [(5, 4.0)]}}
+
+
 def test_code_block_keeps_whitespace():
     assert code_block("a  b\n c") == "```\na  b\n c\n```"
     assert code_block("x```y").startswith("````\n")

@@ -94,6 +94,12 @@ class RunLogger(TensorBoardLogger):
             self._eval_writer = SummaryWriter(log_dir=str(Path(self.log_dir) / EVAL_RUN), **self._kwargs)
         return self._eval_writer
 
+    def __getstate__(self) -> dict[str, Any]:
+        """As Lightning's logger: a copy sent to another process (ddp_spawn) opens its own writers."""
+        state = super().__getstate__()
+        state["_eval_writer"] = None
+        return state
+
     def writer_for(self, name: str):
         """(SummaryWriter, TensorBoard tag) for a metric, figure or text named `name`."""
         return (self.eval_writer if is_eval_tag(name) else self.experiment), tensorboard_tag(name)
