@@ -67,7 +67,8 @@ def forecast_figures(f: dict, time) -> dict[str, plt.Figure]:
 
 
 class ForecastFigures(L.Callback):
-    """After testing, draw the module's forecasts into `<output_dir>/figures/*.png` and TensorBoard images."""
+    """After testing, draw the module's forecasts into `<output_dir>/figures/*.png` and TensorBoard images
+    (`~test/<name>` in the eval run)."""
 
     def __init__(self, output_dir: str):
         self.dir = Path(output_dir) / "figures"

@@ -119,7 +119,7 @@ def start_logging(parts: RunParts, cfg: DictConfig, ckpt_path: str | None) -> No
 
 
 def finish_logging(parts: RunParts, status: str = "success") -> None:
-    """The end of the run: each logger closes once (one event file per run)."""
+    """The end of the run: each logger closes once (one event file per TensorBoard run and process)."""
     for logger in parts.trainer.loggers:
         if isinstance(logger, RunLogger):
             logger.close(status)
