@@ -127,6 +127,7 @@ POSITIVE = number(0, low_open=True)
 TEMPERATURE = number(0, allowed="must be a finite number >= 0 (0: greedy)")
 SEED = integer(0, 2**32 - 1)
 STRING = Rule(lambda v: isinstance(v, str), "must be a string")
+PREFIX = Rule(lambda v: isinstance(v, str) and v != "", "must be a non-empty string (the text a sample continues)")
 
 
 # Choices that come from the libraries themselves ---------------------------------------------------------
@@ -281,7 +282,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "seed": SEED,
     },
     "rnnlab.callbacks.TextSampleLogger": {
-        "prefix": STRING, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT, "temperature": TEMPERATURE,
+        "prefix": PREFIX, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT, "temperature": TEMPERATURE,
     },
     "rnnlab.callbacks.DivergenceGuard": {
         "every_n_steps": integer(0, allowed="must be an integer >= 0 (0: check epoch metrics only)"),
@@ -291,6 +292,16 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     "rnnlab.dashboard.histograms.Histograms": {"every_n_epochs": NON_NEGATIVE_INT},
     "rnnlab.dashboard.forecast.ValidationForecastFigures": {"every_n_epochs": POSITIVE_INT},
     "rnnlab.dashboard.charts.BestMetricLogger": {"mode": choice("min", "max")},
+    "rnnlab.callbacks.early_stopping": {
+        "patience": nullable(NON_NEGATIVE_INT, "off"),
+        "monitor": STRING,
+        "mode": choice("min", "max"),
+        "min_delta": NON_NEGATIVE,
+        "check_finite": BOOL,
+        "stopping_threshold": nullable(number(), "none"),
+        "divergence_threshold": nullable(number(), "none"),
+        "check_on_train_epoch_end": nullable(BOOL, "Lightning's choice"),
+    },
     "lightning.pytorch.callbacks.ModelCheckpoint": {
         "save_top_k": integer(-1, allowed="must be an integer >= -1 (-1: all)"),
         "mode": choice("min", "max"),
@@ -302,7 +313,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": nullable(choice("step", "epoch"), "both")},
     "lightning.pytorch.callbacks.EMAWeightAveraging": {"decay": number(0, 1),
                                                        "update_every_n_steps": POSITIVE_INT},
-    "rnnlab.evaluation.GeneratedSample": {"prefix": STRING, "num_tokens": NON_NEGATIVE_INT, "temperature": TEMPERATURE},
+    "rnnlab.evaluation.GeneratedSample": {"prefix": PREFIX, "num_tokens": NON_NEGATIVE_INT, "temperature": TEMPERATURE},
     "rnnlab.evaluation.DynamicEvaluation": {
         "segment_len": POSITIVE_INT,
         "lr": number(0, allowed="must be a number >= 0"),
@@ -321,6 +332,12 @@ PATH_RULES: dict[str, Check] = {
     "print_config": BOOL,
     "ckpt_path": nullable(Rule(lambda v: isinstance(v, str) and v != "", "must be a checkpoint path or last"),
                           "train from scratch"),
+    "tune.lr_find": BOOL,
+    "tune.apply": BOOL,
+    "tune.min_lr": POSITIVE,
+    "tune.max_lr": POSITIVE,
+    "tune.num_training": integer(2, allowed="must be an integer >= 2 (steps of the range test)"),
+    "tune.mode": choice("exponential", "linear"),
 }
 
 
@@ -332,6 +349,9 @@ def _check_trainer(node: dict, path: str, cfg: DictConfig) -> None:
                           f"(or -1 together with a positive {path}.max_steps)")
     if max_steps == 0:
         raise ConfigError(f"{path}.max_steps=0 is invalid: it trains nothing; give -1 (no limit) or a positive integer")
+    if node.get("limit_train_batches") == 0 and not isinstance(node.get("limit_train_batches"), bool):
+        raise ConfigError(f"{path}.limit_train_batches={node['limit_train_batches']!r} is invalid: it trains nothing; "
+                          "give a number of batches >= 1, a fraction in (0, 1], or null (all)")
     accelerator = node.get("accelerator", "auto")
     if accelerator not in (None, "auto", "cpu"):
         _check_accelerator_available(f"{path}.accelerator", accelerator)
@@ -384,7 +404,25 @@ def _check_series(node: dict, path: str, cfg: DictConfig) -> None:
                           f"{node.get('val_fraction')} it leaves no training part")
 
 
+def _check_early_stopping(node: dict, path: str, cfg: DictConfig) -> None:
+    """Stopping and the checkpoints read one metric the same way: a `mode` that differs from the
+    checkpoint's would stop on the worst values."""
+    checkpoint = OmegaConf.select(cfg, "callbacks.model_checkpoint", default=None)
+    if node.get("patience") is None or not isinstance(checkpoint, DictConfig):
+        return
+    if node.get("monitor") == checkpoint.get("monitor") and "mode" in node and node["mode"] != checkpoint.get("mode"):
+        raise ConfigError(f"{path}.mode={node['mode']} is invalid: callbacks.model_checkpoint keeps the "
+                          f"{checkpoint.get('monitor')} with mode={checkpoint.get('mode')}; use the same mode")
+
+
+def _check_tune(cfg: DictConfig) -> None:
+    low, high = OmegaConf.select(cfg, "tune.min_lr"), OmegaConf.select(cfg, "tune.max_lr")
+    if is_number(low) and is_number(high) and low >= high:
+        raise ConfigError(f"tune.min_lr={low} is invalid: must be smaller than tune.max_lr={high}")
+
+
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
+    "rnnlab.callbacks.early_stopping": [_check_early_stopping],
     "lightning.pytorch.Trainer": [_check_trainer],
     "torch.optim.SGD": [_check_sgd],
     "rnnlab.data.sine.SineDataModule": [_check_sine],
@@ -485,5 +523,6 @@ def validate(cfg: DictConfig) -> None:
     for path, rule in PATH_RULES.items():
         if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
             rule(path, _plain(OmegaConf.select(cfg, path)))
+    _check_tune(cfg)
     for path, node in target_nodes(cfg):
         check_node(node, path, cfg)

@@ -63,6 +63,14 @@ TRAIN = [
     (["trainer.log_every_n_steps=-1"], r"trainer.log_every_n_steps=-1 is invalid: must be an integer >= 0"),
     (["trainer.enable_progress_bar=1"], r"trainer.enable_progress_bar=1 is invalid: must be true or false"),
     (["trainer.strategy=deepspeed"], r"trainer: To use the `DeepSpeedStrategy`, you must have DeepSpeed installed"),
+    (["trainer.limit_train_batches=0"], r"trainer.limit_train_batches=0 is invalid: it trains nothing"),
+    # callbacks, the learning-rate finder and samples
+    (["callbacks.early_stopping.patience=abc"], r"callbacks.early_stopping.patience='abc' is invalid: must be an integer >= 0"),
+    (["callbacks.early_stopping.patience=3", "callbacks.early_stopping.mode=max"],
+     r"callbacks.early_stopping.mode=max is invalid: callbacks.model_checkpoint keeps the val/ppl with mode=min"),
+    (["tune.lr_find=true", "tune.num_training=0"], r"tune.num_training=0 is invalid: must be an integer >= 2"),
+    (["tune.lr_find=true", "tune.min_lr=10", "tune.max_lr=1"], r"tune.min_lr=10 is invalid: must be smaller than tune.max_lr=1"),
+    (["callbacks.text_sample.prefix="], r"callbacks.text_sample.prefix='' is invalid: must be a non-empty string"),
     # optimizers
     (["optimizer.lr=-1"], r"optimizer.lr=-1 is invalid: must be a finite number > 0"),
     (["optimizer.lr=abc"], r"optimizer.lr='abc' is invalid: must be a finite number > 0"),
