@@ -518,6 +518,26 @@ def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> No
         check(values, path, cfg if cfg is not None else node)
 
 
+# eval.py's own options (conf/eval.yaml), by path.
+EVAL_PATH_RULES: dict[str, Check] = {
+    "num_tokens": NON_NEGATIVE_INT,
+    "temperature": TEMPERATURE,
+    "seed": SEED,
+    "prefix": nullable(PREFIX, "the training run's prefix"),
+    "print_config": BOOL,
+}
+
+
+def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
+    """eval.py's config and the data options it evaluates with (the training run's, with eval's changes)."""
+    for path, rule in EVAL_PATH_RULES.items():
+        if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
+            rule(path, _plain(OmegaConf.select(cfg, path)))
+    for path, node in target_nodes(cfg):
+        check_node(node, path, cfg)
+    check_node(run_cfg.data, "data", run_cfg)
+
+
 def validate(cfg: DictConfig) -> None:
     """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
     for path, rule in PATH_RULES.items():

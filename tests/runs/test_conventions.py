@@ -270,6 +270,24 @@ def test_eval_errors_are_one_line(tmp_path, capsys):
     assert "ckpt_path is required" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("override, line", [
+    ("+data.val_batch_size=0", "data.val_batch_size=0 is invalid: must be a positive integer"),
+    ("num_tokens=abc", "num_tokens='abc' is invalid: must be an integer >= 0"),
+    ("temperature=-2", "temperature=-2 is invalid: must be a finite number >= 0 (0: greedy)"),
+    ("prefix=''", "prefix='' is invalid: must be a non-empty string"),
+    ("run_config=README.md", "run_config='README.md' cannot be read as YAML (ScannerError)"),
+    ("run_config=conf/train.yaml", "run_config='conf/train.yaml' is not a training run's config (it has no data section)"),
+])
+def test_eval_options_are_checked_before_scoring(lm_with_test_split, tmp_path, capsys, monkeypatch, override, line):
+    monkeypatch.chdir(CONF.parent)
+    cfg = compose_eval(tmp_path / "e", f"ckpt_path={lm_with_test_split / 'checkpoints' / 'last.ckpt'}", override)
+    with pytest.raises(SystemExit) as exit_info:
+        main_eval(cfg)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {line}"), err
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["status"] == "config_error"
+
+
 def test_eval_scores_a_forecaster_checkpoint(make_cfg, tmp_path):
     cfg = make_cfg("task=forecast", "model=gru", "data.T=400", "data.n_train=200", "data.eval_context=16",
                    "data.batch_size=4", "trainer.max_epochs=1", tiny=False)

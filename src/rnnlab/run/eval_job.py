@@ -24,6 +24,7 @@ from rnnlab.metrics import finite_or_none
 from rnnlab.run.build import build, build_group
 from rnnlab.run.outputs import write_metrics
 from rnnlab.run.quiet import silence_advertisements
+from rnnlab.schema import validate_eval
 
 log = logging.getLogger(__name__)
 silence_advertisements()
@@ -35,7 +36,15 @@ def training_config(ckpt_path: Path, run_config: str | None) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"run_config={str(path)!r} is not a file: the checkpoint's run directory has no "
                           ".hydra/config.yaml; give run_config=<training run>/.hydra/config.yaml")
-    return OmegaConf.load(path)
+    try:
+        run_cfg = OmegaConf.load(path)
+    except Exception as e:  # not YAML, not text
+        raise ConfigError(f"run_config={str(path)!r} cannot be read as YAML ({type(e).__name__}): give "
+                          "<training run>/.hydra/config.yaml") from None
+    if not isinstance(run_cfg, DictConfig) or not isinstance(run_cfg.get("data"), DictConfig):
+        raise ConfigError(f"run_config={str(path)!r} is not a training run's config (it has no data section): "
+                          "give <training run>/.hydra/config.yaml")
+    return run_cfg
 
 
 def _scores(results: list[dict[str, float]]) -> dict[str, Any]:
@@ -63,6 +72,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     run_cfg.data = data_cfg  # resolved within the training config (data.seed: ${seed})
     data_cfg = run_cfg.data
     task = str(OmegaConf.select(run_cfg, "task.name", default="lm"))
+    validate_eval(cfg, run_cfg)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(data_cfg, "data")
