@@ -538,8 +538,33 @@ def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
     check_node(run_cfg.data, "data", run_cfg)
 
 
+def _chosen_groups() -> str:
+    """`task=lm, model=mlp, data=timemachine`: the groups of this run, as Hydra chose them."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices
+    except Exception:  # composed outside a Hydra run (tests, notebooks)
+        return ""
+    return ", ".join(f"{g}={choices[g]}" for g in ("task", "model", "data") if choices.get(g) is not None)
+
+
+def _check_resolves(cfg: DictConfig) -> None:
+    """Every `${...}` resolves: an interpolation to a key the config lacks means groups that do not go
+    together (model=mlp with task=lm reads data.tau) or a required group left out (~model)."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except InterpolationResolutionError as e:
+        chosen = _chosen_groups()
+        raise ConfigError(f"{e.full_key} cannot be resolved ({str(e).splitlines()[0]}): the chosen config groups "
+                          f"do not go together{f' ({chosen})' if chosen else ''}") from None
+
+
 def validate(cfg: DictConfig) -> None:
     """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
+    _check_resolves(cfg)
     for path, rule in PATH_RULES.items():
         if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
             rule(path, _plain(OmegaConf.select(cfg, path)))

@@ -214,6 +214,20 @@ def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("override, line", [
+    ("model=mlp", "error: model.tau cannot be resolved (Interpolation key 'data.tau' not found): the chosen config "
+                  "groups do not go together (task=lm, model=mlp, data=timemachine)"),
+    ("~optimizer", "error: module.optimizer cannot be resolved (Interpolation key 'optimizer' not found): the "
+                   "chosen config groups do not go together (task=lm, model=lstm, data=timemachine)"),
+])
+def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override, line):
+    run = tmp_path / "run"
+    proc = train(override, f"hydra.run.dir={run}")
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == line
+    assert_refused_run(run, line)
+
+
 @pytest.mark.parametrize("command", [["eval.py"], ["-m", "rnnlab.cli.eval"]])
 def test_eval_entry_points_share_the_error_path(tmp_path, command):
     """eval.py and rnnlab-eval: a bad override is one line and exit status 2, as for train.py."""

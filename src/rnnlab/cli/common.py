@@ -10,6 +10,7 @@ from typing import Any, Callable
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 
 CONFIG_PACKAGES = ("hydra", "omegaconf")
+OPTIONAL_GROUPS = ("logger", "debug", "experiment", "hparams_search", "launcher")  # a run works without them
 
 
 def _raised_composing_config(error: BaseException) -> bool:
@@ -30,8 +31,8 @@ def _null_group_hint(message: str) -> str:
     nulls = [m.group(1) for a in sys.argv[1:] if (m := re.fullmatch(r"([\w/]+)=(?:null|None|~)", a))]
     if not nulls:
         return ""
-    return "; " + ", ".join(f"{g}=null: {g} is a config group, give one of its options (~{g} leaves the group out)"
-                            for g in nulls)
+    return "; " + ", ".join(f"{g}=null: {g} is a config group, give one of its options"
+                            + (f" (~{g} leaves the group out)" if g in OPTIONAL_GROUPS else "") for g in nulls)
 
 
 def run(main: Callable[[], int | None]) -> int:

@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoint_io import remove_stale_temporaries
@@ -176,7 +177,10 @@ def _is_multirun() -> bool:
 def main_task(cfg: DictConfig) -> float | None:
     """Hydra task: run the job, report, and turn user errors into one line instead of a traceback."""
     if cfg.get("print_config"):
-        log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        try:
+            log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        except InterpolationResolutionError:  # groups that do not go together: the schema names the key
+            log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     output_dir = Path(cfg.paths.output_dir)
     try:
         metrics = train_and_evaluate(cfg)
