@@ -119,6 +119,20 @@ def test_ckpt_path_last_without_a_last_ckpt_is_refused(tmp_path, capsys):
     assert metrics(run)["status"] == "config_error"
 
 
+def test_ckpt_path_last_of_a_run_interrupted_in_its_first_epoch_names_interrupted_ckpt(tmp_path, capsys):
+    """Interrupted before any epoch ended: no last.ckpt yet. The line names interrupted.ckpt, and the
+    refused resume keeps the metrics.json that records the interruption."""
+    run = tmp_path / "early"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "interrupted.ckpt").write_bytes(b"saved at the interruption")
+    record = {"status": "interrupted", "signal": "SIGINT", "checkpoint": str(run / "checkpoints" / "interrupted.ckpt")}
+    (run / "metrics.json").write_text(json.dumps(record))
+    line = resume_error(run, capsys, "ckpt_path=last")
+    assert line.endswith(f"the run was interrupted before an epoch ended; resume with "
+                         f"ckpt_path={run / 'checkpoints' / 'interrupted.ckpt'}")
+    assert metrics(run) == record
+
+
 @pytest.mark.parametrize("change, message", [
     ("order", "the same {n} tokens in another order (index 1 is 'e' there, ' ' here)"),
     ("content", "1 tokens only in the checkpoint (e.g. '§') and 1 only in the data (e.g. 'e')"),

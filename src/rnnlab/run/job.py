@@ -163,11 +163,13 @@ def train_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def holds_result(output_dir: Path) -> bool:
-    """True when the run directory's metrics.json already records a finished run (status ok)."""
+    """True when the run directory's metrics.json records a run that trained (finished, interrupted with
+    the checkpoint to resume from, diverged with its last good checkpoint): not only a refused config."""
     try:
-        return json.loads((output_dir / "metrics.json").read_text()).get("status") == "ok"
+        status = json.loads((output_dir / "metrics.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return False
+    return isinstance(status, str) and status != "config_error"
 
 
 def _is_multirun() -> bool:

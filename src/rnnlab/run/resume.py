@@ -54,6 +54,10 @@ def resolve_checkpoint(ckpt_path: str | None, directory: Path) -> Path | None:
     if ckpt_path == "last":
         path = directory / "last.ckpt"
         if not path.is_file():
+            interrupted = directory / "interrupted.ckpt"  # rnnlab.callbacks.InterruptCheckpoint, before an epoch ended
+            if interrupted.is_file():
+                raise ConfigError(f"ckpt_path=last but {path} does not exist: the run was interrupted before an "
+                                  f"epoch ended; resume with ckpt_path={interrupted}")
             raise ConfigError(f"ckpt_path=last but {path} does not exist: this run directory has no checkpoint to "
                               "resume; give a checkpoint's path, or leave ckpt_path out to train from scratch")
         return path
