@@ -552,14 +552,24 @@ def _chosen_groups() -> str:
 def _check_resolves(cfg: DictConfig) -> None:
     """Every `${...}` resolves: an interpolation to a key the config lacks means groups that do not go
     together (model=mlp with task=lm reads data.tau) or a required group left out (~model)."""
-    from omegaconf.errors import InterpolationResolutionError
+    from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
 
-    try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except InterpolationResolutionError as e:
-        chosen = _chosen_groups()
-        raise ConfigError(f"{e.full_key} cannot be resolved ({str(e).splitlines()[0]}): the chosen config groups "
-                          f"do not go together{f' ({chosen})' if chosen else ''}") from None
+    def walk(node: DictConfig | ListConfig) -> None:
+        for key in (node.keys() if isinstance(node, DictConfig) else range(len(node))):
+            if OmegaConf.is_missing(node, key):
+                continue
+            try:
+                child = node[key]
+            except InterpolationKeyError as e:
+                chosen = _chosen_groups()
+                raise ConfigError(f"{e.full_key} cannot be resolved ({str(e).splitlines()[0]}): the chosen config "
+                                  f"groups do not go together{f' ({chosen})' if chosen else ''}") from None
+            except InterpolationResolutionError:  # a resolver that needs a Hydra run (paths.output_dir)
+                continue
+            if isinstance(child, (DictConfig, ListConfig)):
+                walk(child)
+
+    walk(cfg)
 
 
 def validate(cfg: DictConfig) -> None:

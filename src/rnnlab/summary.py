@@ -121,6 +121,10 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> dict:
         raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no Hydra job directories (none has .hydra/overrides.yaml)")
     if metric is None:
         metric = next((m for m in ("val/ppl", "val/mse") if any(m in r["metrics"] for r in rows)), "val/ppl")
+    elif not any(metric in r["metrics"] for r in rows):
+        known = sorted({k for r in rows for k, v in r["metrics"].items() if isinstance(v, (int, float))
+                        and not isinstance(v, bool)})
+        raise ConfigError(f"--metric={metric!r} is invalid: no job recorded it; recorded are " + ", ".join(known))
     header, body = table(rows, metric)
     csv_path = sweep_dir / "summary.csv"
     with csv_path.open("w", newline="") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -33,6 +34,24 @@ def _null_group_hint(message: str) -> str:
         return ""
     return "; " + ", ".join(f"{g}=null: {g} is a config group, give one of its options"
                             + (f" (~{g} leaves the group out)" if g in OPTIONAL_GROUPS else "") for g in nulls)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the tools' error path: a bad flag is one line (`error: ...`) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(USER_ERROR_EXIT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def run(main: Callable[[], int | None]) -> int:

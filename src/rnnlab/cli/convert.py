@@ -8,14 +8,13 @@ Reading a format-1 file unpickles it in full: convert only files you trust.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from rnnlab.cli.common import run
+from rnnlab.cli.common import ArgumentParser, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a format-1 .ckpt written by an older rnnlab")
     parser.add_argument("--out", default=None, help="where to write (default: in place, the original kept as <name>.format1)")
     args = parser.parse_args(argv)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rnnlab.cli.common import run
+from rnnlab.cli.common import ArgumentParser, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
     parser.add_argument("--segment-len", type=int, default=50)
     parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's step size; 0: the stream as is only")

@@ -6,14 +6,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from rnnlab.cli.common import run
+from rnnlab.cli.common import ArgumentParser, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="path to a .ckpt written by train.py")
     parser.add_argument("--prefix", default="time traveller")
     parser.add_argument("--num-tokens", type=int, default=50)

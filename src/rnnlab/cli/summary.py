@@ -7,15 +7,14 @@ swept value.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rnnlab.cli.common import run
+from rnnlab.cli.common import ArgumentParser, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
     parser.add_argument("--metric", default=None, help="metric to sort and plot by (default: val/ppl, else val/mse)")
     args = parser.parse_args(argv)

@@ -9,20 +9,19 @@ text and logged to TensorBoard.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from rnnlab.cli.common import run
+from rnnlab.cli.common import ArgumentParser, positive_int, run
 
 
 def main(argv: list[str] | None = None) -> int:
     from rnnlab.zipf import DEFAULT_CONF
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="data.* overrides, as for train.py")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default outputs/zipf/<token>)")
-    parser.add_argument("--top", type=int, default=10, help="how many most frequent n-grams to list")
+    parser.add_argument("--top", type=positive_int, default=10, help="how many most frequent n-grams to list")
     parser.add_argument("--config-dir", type=Path, default=DEFAULT_CONF)
     args = parser.parse_args(argv)
 
