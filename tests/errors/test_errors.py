@@ -229,6 +229,20 @@ def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override,
     assert_refused_run(run, line)
 
 
+def test_process_ddp_error_is_reported_once(tmp_path):
+    """Every DDP process meets a corpus too short for its batches: the main process writes metrics.json
+    and prints the one line, the others exit with the same status quietly."""
+    run = tmp_path / "run"
+    proc = train("trainer.devices=2", "trainer.accelerator=cpu", "trainer.strategy=ddp", "data.batch_size=64",
+                 "data.num_steps=35", f"hydra.run.dir={run}")
+    assert proc.returncode == 2
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("error:") or "Traceback" in line]
+    line = one_error_line("\n".join(ours))  # Lightning's own lines (distributed set-up) aside
+    assert "is too large for a sequence of" in line and "per process of 2" in line
+    assert json.loads((run / "metrics.json").read_text())["status"] == "config_error"
+    assert not list(run.glob("metrics.json.*"))
+
+
 @pytest.mark.parametrize("command", [["eval.py"], ["-m", "rnnlab.cli.eval"]])
 def test_eval_entry_points_share_the_error_path(tmp_path, command):
     """eval.py and rnnlab-eval: a bad override is one line and exit status 2, as for train.py."""

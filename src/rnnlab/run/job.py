@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from hydra.types import RunMode
@@ -196,11 +197,13 @@ def main_task(cfg: DictConfig) -> float | None:
         if isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
             record["last_good_checkpoint"] = str(last)
         refused_resume = isinstance(e, ConfigError) and cfg.get("ckpt_path") is not None
-        if not (refused_resume and holds_result(output_dir)):  # a refused resume keeps the run's results
+        main_process = rank_zero_only.rank == 0  # under DDP every process meets the error; one reports it
+        if main_process and not (refused_resume and holds_result(output_dir)):  # a refused resume keeps results
             write_metrics(output_dir, record)
         if _is_multirun():
             raise
-        print(error_line(e), file=sys.stderr)
+        if main_process:
+            print(error_line(e), file=sys.stderr)
         sys.exit(USER_ERROR_EXIT if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
                if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ METRICS_FILE = "metrics.json"
 def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
     """Write metrics.json atomically: a reader never sees a half-written file."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    path, tmp = output_dir / METRICS_FILE, output_dir / (METRICS_FILE + ".tmp")
+    path, tmp = output_dir / METRICS_FILE, output_dir / f"{METRICS_FILE}.{os.getpid()}.tmp"  # one per process
     tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
