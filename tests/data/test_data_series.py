@@ -108,7 +108,15 @@ def test_dates_continue_with_the_files_step_and_format():
 
 BAD = {
     "missing file": (dict(path="nowhere.csv"), r"data.path='nowhere.csv' is invalid: no such file"),
-    "no numeric column": (dict(frame=pd.DataFrame({"d": ["a", "b"] * 30})), r"data.columns=.* need numeric columns"),
+    "no numeric column": (dict(frame=pd.DataFrame({"d": ["a", "b"] * 30})),
+                          r"data.path=.* is invalid: no numeric column to model; column 'd' is not numeric \(row 1 "
+                          r"holds 'a'\); fix the file, or name the columns with data.columns"),
+    "a text cell": (dict(frame=ramp_frame(60).astype({"a": object}).assign(a=lambda f: f["a"].where(f.index != 50, "abc"))),
+                    r"data.path=.* is invalid: column 'a' is not numeric \(row 51 holds 'abc'\) though other rows "
+                    r"hold numbers; fix the file, or choose the columns with data.columns"),
+    "a text column chosen": (dict(frame=ramp_frame(60).assign(a="x"), columns="a"),
+                             r"data.columns='a' is invalid: column 'a' is not numeric \(row 1 holds 'x'\); numeric "
+                             r"ones in .*: b"),
     "unknown column": (dict(columns=["a", "price"]),
                        r"data.columns=\['a', 'price'\] is invalid: unknown column\(s\) price; available: date, a, b"),
     "unknown target": (dict(target="c"), r"data.target='c' is invalid: unknown column\(s\) c; available: a, b"),

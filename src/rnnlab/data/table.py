@@ -53,18 +53,39 @@ def read_table(path, columns=None, target=None, time_column=None, time_format=No
     time_cols = as_list(time_column) or []
     _require_known("data.time_column", time_cols, available)
     numeric = [c for c in available if c not in time_cols and pd.api.types.is_numeric_dtype(frame[c])]
+    if not as_list(columns):  # every numeric column; one that mixes numbers and text is a damaged file
+        for c in available:
+            if c not in time_cols and c not in numeric and pd.to_numeric(frame[c], errors="coerce").notna().any():
+                raise ConfigError(f"data.path={str(path)!r} is invalid: {_first_text_cell(frame, c)} though other "
+                                  "rows hold numbers; fix the file, or choose the columns with data.columns")
     columns = as_list(columns) or numeric
     _require_known("data.columns", columns, available)
     not_numeric = [c for c in columns if c not in numeric]
-    require(not not_numeric and bool(columns), "data.columns",
-            f"need numeric columns; numeric ones in {Path(path).name}: {', '.join(numeric) or 'none'}",
-            not_numeric or columns)
+    if not columns:  # no numeric column at all: say which cell spoils the first candidate
+        candidates = [c for c in available if c not in time_cols]
+        where = _first_text_cell(frame, candidates[0]) if candidates else ""
+        raise ConfigError(f"data.path={str(path)!r} is invalid: no numeric column to model"
+                          f"{'; ' + where if where else ' (the file has no rows or only time columns)'}; "
+                          "fix the file, or name the columns with data.columns")
+    if not_numeric:
+        require(False, "data.columns", f"{_first_text_cell(frame, not_numeric[0])}; numeric ones in "
+                f"{Path(path).name}: {', '.join(numeric) or 'none'}", not_numeric if len(not_numeric) > 1 else not_numeric[0])
     targets = as_list(target) or columns
     _require_known("data.target", targets, columns)
     time = parse_time(frame, time_cols, time_format) if time_cols else None
     values = frame[columns].to_numpy(dtype=np.float64)
     values = fill_missing(values, columns, missing)
     return SeriesTable(values, list(columns), list(targets), time, frame[time_cols] if time_cols else None)
+
+
+def _first_text_cell(frame: pd.DataFrame, column: str) -> str:
+    """`column 'value' is not numeric (row 51 holds 'abc')`: the first cell that is not a number."""
+    values = frame[column]
+    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+    if not bad.any():
+        return f"column {column!r} is not numeric"
+    row = int(np.flatnonzero(bad.to_numpy())[0])
+    return f"column {column!r} is not numeric (row {row + 1} holds {values.iloc[row]!r})"
 
 
 def _require_known(option: str, names: list[str], available: list[str]) -> None:
@@ -84,7 +105,7 @@ def fill_missing(values: np.ndarray, columns: list[str], missing: str) -> np.nda
     if missing == "error":
         row, col = np.argwhere(bad)[0]
         raise ConfigError(f"data.missing='error' is invalid for this file: row {row + 1} of column {columns[col]!r} "
-                          f"is {values[row, col]} (missing or infinite); use data.missing=interpolate or fix the file")
+                          f"is {values[row, col]} (missing or infinite); fix the file, or train with data.missing=interpolate")
     empty = [c for c, b in zip(columns, bad.all(0)) if b]
     require(not empty, "data.columns", "every value of a column is missing", empty)
     frame = pd.DataFrame(np.where(bad, np.nan, values))
