@@ -23,7 +23,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.metrics import finite_or_none
 from rnnlab.run.build import build, build_group
 from rnnlab.run.outputs import write_metrics
-from rnnlab.run.quiet import silence_advertisements
+from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
 from rnnlab.schema import validate_eval
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
 def main_eval(cfg: DictConfig) -> float | None:
     """Hydra task of eval.py: one line and exit status 2 for a user's mistake, metrics.json either way."""
+    lightning_logs_to_the_run_log()
     if cfg.get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg))
     output_dir = Path(cfg.paths.output_dir)

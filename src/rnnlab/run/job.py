@@ -35,7 +35,7 @@ from rnnlab.run.build import RunParts, build_run
 from rnnlab.dashboard.hparams import flat_settings
 from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.run.outputs import trained_metrics, write_metrics
-from rnnlab.run.quiet import silence_advertisements
+from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
 from rnnlab.run.resume import FinishedRun, check_checkpoint, checkpoint_dir
 from rnnlab.run.tune import find_learning_rate
 from rnnlab.schema import validate
@@ -48,6 +48,9 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # logged the monitored metric; Lightning warns then, and raises by itself if it is still missing
 # after a validation (a misnamed metric), so the early warning only misleads.
 warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics.*")
+# Lightning 2.6 with torch 2.13 warns at every fit that it still uses torch's deprecated LeafSpec
+# (lightning/pytorch/utilities/_pytree.py): a note for Lightning's developers, not for a run's user.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 silence_advertisements()
 
 
@@ -179,6 +182,7 @@ def _is_multirun() -> bool:
 
 def main_task(cfg: DictConfig) -> float | None:
     """Hydra task: run the job, report, and turn user errors into one line instead of a traceback."""
+    lightning_logs_to_the_run_log()
     if cfg.get("print_config"):
         try:
             log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))

@@ -21,3 +21,17 @@ def silence_advertisements() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def lightning_logs_to_the_run_log() -> None:
+    """Lightning's own messages ("GPU available: ...", "`Trainer.fit` stopped ...") go where the run's
+    log goes (Hydra's: train.log and standard output), not to standard error, which then holds only
+    errors: a user's mistake stays one line there. Lightning attaches a stderr handler to its package
+    loggers (and to `lightning`) and stops propagation; this undoes both (idempotent)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is not None \
+                    and getattr(handler.stream, "name", "") == "<stderr>":
+                logger.removeHandler(handler)
+        logger.propagate = True
