@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import threading
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -179,6 +180,8 @@ class InterruptCheckpoint(L.Callback):
     train.py records `status: interrupted`, prints the resume hint and exits with status 1.
     """
 
+    FILENAME = "interrupted.ckpt"
+
     def __init__(self, dirpath: str):
         self.dirpath = dirpath
         self.path: str | None = None
@@ -225,8 +228,14 @@ class InterruptCheckpoint(L.Callback):
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             if self.signal is None:
                 self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
-            self.path = f"{self.dirpath}/interrupted.ckpt"
+            self.path = f"{self.dirpath}/{self.FILENAME}"
             trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        """Training finished: an interrupted.ckpt of an earlier process (this run resumed from it) is
+        superseded by last.ckpt, and resuming from it again would retrain a finished run."""
+        if trainer.is_global_zero and not trainer.interrupted:
+            Path(self.dirpath, self.FILENAME).unlink(missing_ok=True)
 
 
 class SignalAtStep(L.Callback):

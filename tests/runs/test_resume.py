@@ -75,6 +75,7 @@ def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninte
     resumed = train(run, f"ckpt_path={ckpt}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_end(metrics(run), uninterrupted)
+    assert not ckpt.exists()  # superseded by last.ckpt once the run finished
 
 
 def test_sigkill_mid_epoch_then_resume_from_last_equals_an_uninterrupted_run(tmp_path, uninterrupted):
