@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rnnlab.dashboard.logger import writers  # noqa: E402
 
+
 def _panels(spec, title: str):
     n = len(spec.targets)
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 + 1.6 * n), squeeze=False, sharex=True)

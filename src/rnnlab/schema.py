@@ -528,11 +528,15 @@ EVAL_PATH_RULES: dict[str, Check] = {
 }
 
 
-def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
-    """eval.py's config and the data options it evaluates with (the training run's, with eval's changes)."""
-    for path, rule in EVAL_PATH_RULES.items():
+def _check_paths(cfg: DictConfig, rules: dict[str, Check]) -> None:
+    for path, rule in rules.items():
         if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
             rule(path, _plain(OmegaConf.select(cfg, path)))
+
+
+def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
+    """eval.py's config and the data options it evaluates with (the training run's, with eval's changes)."""
+    _check_paths(cfg, EVAL_PATH_RULES)
     for path, node in target_nodes(cfg):
         check_node(node, path, cfg)
     check_node(run_cfg.data, "data", run_cfg)
@@ -575,9 +579,7 @@ def _check_resolves(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
     _check_resolves(cfg)
-    for path, rule in PATH_RULES.items():
-        if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
-            rule(path, _plain(OmegaConf.select(cfg, path)))
+    _check_paths(cfg, PATH_RULES)
     _check_tune(cfg)
     for path, node in target_nodes(cfg):
         check_node(node, path, cfg)

@@ -68,8 +68,9 @@ def read_table(path, columns=None, target=None, time_column=None, time_format=No
                           f"{'; ' + where if where else ' (the file has no rows or only time columns)'}; "
                           "fix the file, or name the columns with data.columns")
     if not_numeric:
-        require(False, "data.columns", f"{_first_text_cell(frame, not_numeric[0])}; numeric ones in "
-                f"{Path(path).name}: {', '.join(numeric) or 'none'}", not_numeric if len(not_numeric) > 1 else not_numeric[0])
+        shown = not_numeric if len(not_numeric) > 1 else not_numeric[0]
+        raise ConfigError(f"data.columns={shown!r} is invalid: {_first_text_cell(frame, not_numeric[0])}; numeric ones "
+                          f"in {Path(path).name}: {', '.join(numeric) or 'none'}")
     targets = as_list(target) or columns
     _require_known("data.target", targets, columns)
     time = parse_time(frame, time_cols, time_format) if time_cols else None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 
+from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoints import check_format, read_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.run.outputs import METRICS_FILE
@@ -54,7 +55,7 @@ def resolve_checkpoint(ckpt_path: str | None, directory: Path) -> Path | None:
     if ckpt_path == "last":
         path = directory / "last.ckpt"
         if not path.is_file():
-            interrupted = directory / "interrupted.ckpt"  # rnnlab.callbacks.InterruptCheckpoint, before an epoch ended
+            interrupted = directory / InterruptCheckpoint.FILENAME  # saved on a stop before an epoch ended
             if interrupted.is_file():
                 raise ConfigError(f"ckpt_path=last but {path} does not exist: the run was interrupted before an "
                                   f"epoch ended; resume with ckpt_path={interrupted}")
