@@ -42,19 +42,31 @@ def show_trailing_whitespace(text: str) -> str:
 class TextSampleLogger(L.Callback):
     """Every `every_n_epochs` (after validation, and after the last epoch), continue `prefix` greedily
     (`samples/greedy`) and, with `temperature` > 0, by sampling at that temperature (`samples/sampled`),
-    each logged as TensorBoard text in a code block (trailing blanks shown as `·` and `↵`)."""
+    each logged as TensorBoard text in a code block (trailing blanks shown as `·` and `↵`).
 
-    def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, every_n_epochs: int = 5,
+    `prefix` null: the data's sample prefix (`data.sample_prefix`: "time traveller" on the book's
+    corpus, the corpus's own opening on any other), which the module holds. A prefix with tokens
+    outside the vocabulary is named in a warning when training starts."""
+
+    def __init__(self, prefix: str | None = None, num_tokens: int = 50, every_n_epochs: int = 5,
                  temperature: float = 1.0, seed: int = 0):
         self.prefix, self.num_tokens = prefix, num_tokens
         self.every_n_epochs, self.temperature, self.seed = every_n_epochs, temperature, seed
         self.last_sample: str | None = None  # the greedy continuation
 
+    def prefix_for(self, pl_module) -> str:
+        return self.prefix if self.prefix is not None else pl_module.sample_prefix
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            pl_module.check_prefix(self.prefix_for(pl_module))  # a warning now, not at the first sample
+
     def samples(self, pl_module, epoch: int) -> dict[str, str]:
-        out = {"samples/greedy": pl_module.generate(self.prefix, self.num_tokens, temperature=0.0)}
+        prefix = self.prefix_for(pl_module)
+        out = {"samples/greedy": pl_module.generate(prefix, self.num_tokens, temperature=0.0)}
         if self.temperature > 0:
             generator = torch.Generator().manual_seed(self.seed + epoch)  # the same draws on a rerun
-            out["samples/sampled"] = pl_module.generate(self.prefix, self.num_tokens, temperature=self.temperature,
+            out["samples/sampled"] = pl_module.generate(prefix, self.num_tokens, temperature=self.temperature,
                                                         generator=generator)
         return out
 
@@ -99,15 +111,30 @@ class ProgressBar(TQDMProgressBar):
 
 
 class DivergenceGuard(L.Callback):
-    """Stop at a non-finite training loss instead of training on NaNs.
+    """Stop a run that diverged: at a non-finite loss, and (language models) at a validation loss far
+    worse than guessing, instead of training on and recording it as a result.
 
-    Reading the loss costs a host sync, so it is checked every `every_n_steps` steps (when Lightning
-    logs anyway) and on every epoch's metrics, before checkpoints are written; raising skips the
-    checkpoint of the diverged epoch, so the last good checkpoint stays the newest one.
+    Non-finite: reading the loss costs a host sync, so it is checked every `every_n_steps` steps (when
+    Lightning logs anyway) and on every epoch's metrics, before checkpoints are written; raising skips
+    the checkpoint of the diverged epoch, so the last good checkpoint stays the newest one.
+
+    The bound (the language-modelling task; a module with a `vocab_size`): a validation loss above
+    log(vocab_size) + `margin` nats for `patience` validations in a row. log(V) is the loss of the
+    uniform distribution, what an untrained model scores; `margin` nats above it the model gives the
+    true next token, on average, e^margin times less probability than guessing uniformly. The default,
+    5 nats (val/ppl above 148 V: 4,150 for the book's 28 characters), stays clear of overfitting,
+    which does pass log(V): the book presets overfit their 9,000 training characters for 500 epochs,
+    val/loss rising from its best, 2.17-2.36, to at most 5.32 (book_gru; log 28 = 3.33, bound 8.33;
+    every book_* preset measured on CPU), while a learning rate that is too large sends it to tens of
+    nats from the first epoch on (experiment=book_rnn_scratch optimizer.lr=4: 18-45 nats, val/ppl up
+    to 3.6e18), caught at the third validation. `patience` null or 0 turns the bound off. The run then stops with DivergenceError (`status: diverged`); the weights
+    worth keeping are the best checkpoint's, if it scored below the bound. The forecasting task has no
+    such bound (its non-finite check stays).
     """
 
-    def __init__(self, every_n_steps: int = 50):
-        self.every_n_steps = every_n_steps
+    def __init__(self, every_n_steps: int = 50, patience: int | None = 3, margin: float = 5.0):
+        self.every_n_steps, self.patience, self.margin = every_n_steps, patience, margin
+        self.above = 0  # validations in a row above the bound (kept in checkpoints: a resume counts on)
 
     def _check(self, trainer, name: str, value) -> None:
         value = float(value)
@@ -126,6 +153,7 @@ class DivergenceGuard(L.Callback):
         # Runs before ModelCheckpoint (Lightning calls checkpoint callbacks last): NaN weights are never saved.
         if not trainer.sanity_checking:
             self._check_metrics(trainer, "val/")
+            self._check_bound(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._check_metrics(trainer, "train/")
@@ -134,6 +162,48 @@ class DivergenceGuard(L.Callback):
         for name, value in trainer.callback_metrics.items():
             if name.startswith(prefix) and not torch.isfinite(value).all():
                 self._check(trainer, name, value.sum())
+
+    def bound(self, pl_module) -> float | None:
+        """The validation loss (nats) above which a check counts, or None (no bound for this module)."""
+        vocab_size = getattr(pl_module, "vocab_size", None)
+        if not self.patience or not isinstance(vocab_size, int) or vocab_size < 2:
+            return None
+        return math.log(vocab_size) + self.margin
+
+    def _check_bound(self, trainer, pl_module) -> None:
+        bound, loss = self.bound(pl_module), trainer.callback_metrics.get("val/loss")
+        if bound is None or loss is None:
+            return
+        value = float(loss)  # once per validation, already reduced over processes
+        self.above = self.above + 1 if value > bound else 0
+        if self.above < self.patience:
+            return
+        raise DivergenceError(
+            f"training diverged: val/loss is {value:.4g} at epoch {trainer.current_epoch}, above log(vocabulary "
+            f"{pl_module.vocab_size}) + {self.margin:g} = {bound:.3g} nats (far worse than guessing uniformly) for "
+            f"{self.above} validations in a row; lower optimizer.lr or set trainer.gradient_clip_val "
+            f"(now {trainer.gradient_clip_val})", good_checkpoint=self._best_below(trainer, bound))
+
+    @staticmethod
+    def _best_below(trainer, bound: float) -> str:
+        """The best checkpoint if it scored below the bound (its monitor a perplexity or a loss), else ""."""
+        ckpt = trainer.checkpoint_callback
+        if ckpt is None or not ckpt.best_model_path or ckpt.best_model_score is None:
+            return ""
+        score, monitor = float(ckpt.best_model_score), str(ckpt.monitor)
+        if monitor.endswith("/ppl"):
+            loss = math.log(score) if score > 0 else -math.inf
+        elif monitor.endswith("/loss"):
+            loss = score
+        else:
+            return ""
+        return ckpt.best_model_path if loss <= bound else ""
+
+    def state_dict(self) -> dict:
+        return {"above": self.above}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.above = int(state_dict.get("above", 0))
 
 
 class LastEpochCheckpoint(ModelCheckpoint):

@@ -14,7 +14,15 @@ class ConfigError(ValueError):
 
 
 class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss; the run stops instead of recording NaN as a result."""
+    """Training diverged (a non-finite loss, or a validation loss far worse than guessing: rnnlab.callbacks.
+    DivergenceGuard); the run stops instead of recording it as a result.
+
+    `good_checkpoint`: the checkpoint whose weights came before the divergence when it is not the
+    newest one, last.ckpt ("" when there is none); None: last.ckpt is."""
+
+    def __init__(self, message: str, good_checkpoint: str | None = None):
+        super().__init__(message)
+        self.good_checkpoint = good_checkpoint
 
 
 # Lines of Hydra's and OmegaConf's messages that say where, not what.

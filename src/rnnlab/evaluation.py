@@ -39,15 +39,17 @@ class TestSplit:
 
 
 class GeneratedSample:
-    """A continuation of `prefix` by the trained language model (greedy at temperature 0), as `sample`."""
+    """A continuation of `prefix` by the trained language model (greedy at temperature 0), as `sample`;
+    `prefix` null: the data's sample prefix (`data.sample_prefix`, held by the module)."""
 
-    def __init__(self, prefix: str = "time traveller", num_tokens: int = 50, temperature: float = 0.0):
+    def __init__(self, prefix: str | None = None, num_tokens: int = 50, temperature: float = 0.0):
         self.prefix, self.num_tokens, self.temperature = prefix, num_tokens, temperature
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
         if not trainer.is_global_zero:
             return {}
-        return {"sample": module.generate(self.prefix, self.num_tokens, temperature=self.temperature)}
+        prefix = self.prefix if self.prefix is not None else module.sample_prefix
+        return {"sample": module.generate(prefix, self.num_tokens, temperature=self.temperature)}
 
 
 class DynamicEvaluation:

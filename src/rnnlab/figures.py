@@ -3,7 +3,7 @@
 Three figures, one panel per scored column, in original units, dates on the x axis when the data
 has a time column: `history` (the whole series, the validation and test parts shaded),
 `onestep_multistep` (data, one-step predictions and the free multi-step rollout) and `k_step`
-(the k-step-ahead forecasts over the test part, from rolling origins).
+(the k-step-ahead forecasts over the test part, from rolling origins, with their prediction intervals).
 """
 
 from __future__ import annotations
@@ -55,11 +55,19 @@ def forecast_figures(f: dict, time) -> dict[str, plt.Figure]:
         ax.axvline(time[spec.multistep_from], color="k", ls=":", lw=0.8)
     axes[0].legend(loc="lower left", fontsize=8)
 
-    fig3, axes = _panels(spec, "k-step-ahead forecasts over the test part (rolling origins)")
+    widths = f.get("widths")
+    title = "k-step-ahead forecasts over the test part (rolling origins)"
+    if widths is not None:
+        title += f", {f['interval']:.0%} prediction intervals"
+    fig3, axes = _panels(spec, title)
     for ax, c in zip(axes, cols):
         ax.plot(time[test_from:], levels[test_from:, c], lw=0.8, color="0.6", label="data")
         for k, (t, pred) in sorted(f["k_step"].items()):
-            ax.plot(time[t.numpy()], pred[:, c].numpy(), lw=1.0, label=f"{k}-step preds")
+            x, y = time[t.numpy()], pred[:, c].numpy()
+            line, = ax.plot(x, y, lw=1.0, label=f"{k}-step preds")
+            if widths is not None:
+                w = float(widths[k - 1, c])
+                ax.fill_between(x, y - w, y + w, color=line.get_color(), alpha=0.12, lw=0)
     axes[0].legend(loc="lower left", fontsize=8)
     for fig in (fig1, fig2, fig3):
         fig.autofmt_xdate() if np.issubdtype(time.dtype, np.datetime64) else None

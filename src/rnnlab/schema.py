@@ -21,8 +21,9 @@ from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from rnnlab.data.sampling import SAMPLINGS
-from rnnlab.data.series import BUNDLED, SERIES_SAMPLINGS
+from rnnlab.data.sampling import SAMPLINGS, SERIES_SAMPLINGS
+from rnnlab.data.series import BUNDLED
+from rnnlab.data.table import SEP_ALLOWED, SEPARATORS
 from rnnlab.data.text import PREPROCESSES, TOKENIZERS
 from rnnlab.errors import ConfigError, require_regular_file
 from rnnlab.models.cores import COMPILE_OPTIONS, CORES, NONLINEARITIES
@@ -128,6 +129,7 @@ TEMPERATURE = number(0, allowed="must be a finite number >= 0 (0: greedy)")
 SEED = integer(0, 2**32 - 1)
 STRING = Rule(lambda v: isinstance(v, str), "must be a string")
 PREFIX = Rule(lambda v: isinstance(v, str) and v != "", "must be a non-empty string (the text a sample continues)")
+DATA_PREFIX = nullable(PREFIX, "the data's sample prefix, data.sample_prefix")
 
 
 # Choices that come from the libraries themselves ---------------------------------------------------------
@@ -227,12 +229,13 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "token": choice(*TOKENIZERS),
     },
     "rnnlab.models.regressor.SequenceRegressor": {
-        "ks": HORIZONS,
+        "ks": nullable(HORIZONS, "derived from the data"),
         "sampling": choice(*SERIES_SAMPLINGS),
-        "num_steps": POSITIVE_INT,
+        "num_steps": nullable(POSITIVE_INT, "derived from the data"),
         "eval_context": nullable(POSITIVE_INT, "the whole history"),
-        "rollout_steps": NON_NEGATIVE_INT,
+        "rollout_steps": nullable(NON_NEGATIVE_INT, "the longest horizon, at most half the window; 0 for the MLP"),
         "residual": BOOL,
+        "interval": OPEN_FRACTION,
     },
     "rnnlab.data.TimeMachineDataModule": {
         "path": regular_file_or_null,
@@ -250,6 +253,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "cache_dir": nullable(STRING, "no cache"),
         "val_batch_size": POSITIVE_INT,
         "seed": SEED,
+        "sample_prefix": nullable(PREFIX, "time traveller on the bundled book, else the corpus's opening"),
     },
     "rnnlab.data.sine.SineDataModule": {
         "T": POSITIVE_INT,
@@ -267,25 +271,30 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     "rnnlab.data.series.SeriesDataModule": {
         "path": regular_file_or_null,
         "bundled": nullable(choice(*BUNDLED), "data.path"),
+        "sep": Rule(lambda v: v is None or (isinstance(v, str) and v in SEPARATORS), SEP_ALLOWED),
         "time_format": nullable(STRING, "parsed as is"),
         "missing": choice("error", "interpolate"),
-        "difference": BOOL,
+        "difference": either(BOOL, choice("auto"), allowed="must be true, false or auto (from the training part)"),
         "season": nullable(POSITIVE_INT, "no seasonal baseline"),
         "val_fraction": OPEN_FRACTION,
         "test_fraction": OPEN_FRACTION,
-        "batch_size": POSITIVE_INT,
-        "num_steps": POSITIVE_INT,
+        "batch_size": nullable(POSITIVE_INT, "derived from the series' length"),
+        "num_steps": nullable(POSITIVE_INT, "derived from the series' length"),
         "sampling": choice(*SERIES_SAMPLINGS),
         "tau": POSITIVE_INT,
         "eval_context": nullable(POSITIVE_INT, "the whole history"),
-        "ks": HORIZONS,
+        "ks": nullable(HORIZONS, "1, 4, 16: those the test part fits"),
         "seed": SEED,
     },
     "rnnlab.callbacks.TextSampleLogger": {
-        "prefix": PREFIX, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT, "temperature": TEMPERATURE,
+        "prefix": DATA_PREFIX, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT,
+        "temperature": TEMPERATURE,
     },
     "rnnlab.callbacks.DivergenceGuard": {
         "every_n_steps": integer(0, allowed="must be an integer >= 0 (0: check epoch metrics only)"),
+        "patience": nullable(integer(0, allowed="must be an integer >= 0 (validations in a row; 0: no bound)"),
+                             "no bound"),
+        "margin": NON_NEGATIVE,
     },
     "rnnlab.callbacks.ProgressBar": {"refresh_rate": NON_NEGATIVE_INT},
     "rnnlab.dashboard.cadence.LoggingCadence": {"min_points": POSITIVE_INT},
@@ -313,7 +322,8 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": nullable(choice("step", "epoch"), "both")},
     "lightning.pytorch.callbacks.EMAWeightAveraging": {"decay": number(0, 1),
                                                        "update_every_n_steps": POSITIVE_INT},
-    "rnnlab.evaluation.GeneratedSample": {"prefix": PREFIX, "num_tokens": NON_NEGATIVE_INT, "temperature": TEMPERATURE},
+    "rnnlab.evaluation.GeneratedSample": {"prefix": DATA_PREFIX, "num_tokens": NON_NEGATIVE_INT,
+                                          "temperature": TEMPERATURE},
     "rnnlab.evaluation.DynamicEvaluation": {
         "segment_len": POSITIVE_INT,
         "lr": number(0, allowed="must be a number >= 0"),
@@ -542,15 +552,56 @@ def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
     check_node(run_cfg.data, "data", run_cfg)
 
 
-def _chosen_groups() -> str:
-    """`task=lm, model=mlp, data=timemachine`: the groups of this run, as Hydra chose them."""
+def _hydra_choices() -> dict:
+    """The config groups' options of this run, as Hydra chose them ({} when composed outside a Hydra
+    run: tests, notebooks)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        choices = HydraConfig.get().runtime.choices
-    except Exception:  # composed outside a Hydra run (tests, notebooks)
-        return ""
+        return dict(HydraConfig.get().runtime.choices)
+    except Exception:
+        return {}
+
+
+def _chosen_groups() -> str:
+    """`task=lm, model=mlp, data=timemachine`: the groups of this run, as Hydra chose them."""
+    choices = _hydra_choices()
     return ", ".join(f"{g}={choices[g]}" for g in ("task", "model", "data") if choices.get(g) is not None)
+
+
+# The task each data set belongs to, by its data module's `_target_`.
+DATA_TASKS: dict[str, str] = {
+    "rnnlab.data.TimeMachineDataModule": "lm",
+    "rnnlab.data.sine.SineDataModule": "forecast",
+    "rnnlab.data.series.SeriesDataModule": "forecast",
+}
+DATA_KINDS = {"lm": "a text data set (language modelling)", "forecast": "a forecasting data set"}
+
+
+def _data_name(data: DictConfig) -> str:
+    """The `data=` option that chose this data set: Hydra's choice, else named by its target."""
+    chosen = _hydra_choices().get("data")
+    if chosen:
+        return str(chosen)
+    target = str(data.get("_target_"))
+    if target.endswith("SeriesDataModule"):
+        bundled = data.get("bundled") if not OmegaConf.is_interpolation(data, "bundled") else None
+        return str(bundled) if bundled else "series"
+    return "sine" if target.endswith("SineDataModule") else "timemachine"
+
+
+def _check_task_data(cfg: DictConfig) -> None:
+    """The data set belongs to the task: `data=sine` without `task=forecast` would otherwise reach the
+    language model with a series (and `task=forecast data=timemachine` a regressor without horizons)."""
+    task, data = OmegaConf.select(cfg, "task.name", default=None), cfg.get("data")
+    if not isinstance(task, str) or not isinstance(data, DictConfig) or "_target_" not in data:
+        return
+    wanted = _by_object(DATA_TASKS, data._target_)
+    if wanted is None or wanted == task:
+        return
+    name = _data_name(data)
+    raise ConfigError(f"data={name} is {DATA_KINDS[wanted]}: {'add' if wanted == 'forecast' else 'use'} "
+                      f"task={wanted} (python train.py task={wanted} data={name} ...)")
 
 
 def _check_resolves(cfg: DictConfig) -> None:
@@ -578,6 +629,7 @@ def _check_resolves(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
+    _check_task_data(cfg)
     _check_resolves(cfg)
     _check_paths(cfg, PATH_RULES)
     _check_tune(cfg)

@@ -285,7 +285,7 @@ def test_lm_and_forecast_runs_share_the_columns_not_the_loss_chart(sweep, tmp_pa
     tags = tb.get("/data/plugin/scalars/tags")
     assert "train/loss" in tags["lm/model=rnn"] and "train/loss" not in tags["sine/defaults"]
     assert {"train/mse", "train/grad_norm", "train/lr"} <= set(tags["sine/defaults"])
-    assert {"val/mse", "val/mse_best", "~test/mse_k1", "~test/mase_k1"} <= set(tags["sine/defaults/eval"])
+    assert {"val/mse", "val/mase", "val/mase_best", "~test/mse_k1", "~test/mase_k1"} <= set(tags["sine/defaults/eval"])
     assert time_series_groups(tb) == ["train", "val", "weights", "~test"]  # train and val open, the test part last
     events = RunEvents(tmp_path / "sine")
     assert [e.step for e in events.images("val/forecast")] == [0, 1]  # one validation figure per epoch, during training

@@ -98,3 +98,44 @@ def test_checkpoints_from_before_the_option_process_prefixes_as_the_book(tmp_pat
                 "pytorch-lightning_version": L.__version__}, tmp_path / "new.ckpt")
     new = LanguageModel.load_from_checkpoint(tmp_path / "new.ckpt", weights_only=True)
     assert new.preprocess == "lower" and new.prefix_indices("The, ") == [2, 3, 4, 0, 1]
+    assert old.sample_prefix == new.sample_prefix == "time traveller"  # no data.sample_prefix: the book's
+
+
+@pytest.mark.parametrize("options, prefix", [
+    ({}, "time traveller"),                                          # the book's corpus and preprocessing
+    ({"token": "word"}, "time traveller"),
+    ({"preprocess": "none"}, "The Time Machine,"),                   # the bundled text, as it is
+    ({"preprocess": "lower", "token": "word"}, "the time"),
+    ({"zh": True, "preprocess": "none"}, "时间旅行者正在向我们"),      # another script: its own characters
+    ({"zh": True, "preprocess": "none", "token": "byte"}, "时间旅行者正在向我们"),
+    ({"zh": True, "preprocess": "none", "max_vocab": 20}, "时间旅行者"),  # up to the first <unk>
+    ({"zh": True, "preprocess": "none", "sample_prefix": "炉火"}, "炉火"),  # given: it wins
+    ({"sample_prefix": "the time"}, "the time"),
+])
+def test_sample_prefix_is_the_books_or_the_corpus_own_opening(chinese, options, prefix):
+    options = dict(options)
+    if options.pop("zh", False):
+        options["path"] = str(chinese)
+    dm = TimeMachineDataModule(batch_size=4, num_steps=8, val_batch_size=2, max_tokens=3000, **options)
+    dm.setup("fit")
+    assert dm.sample_prefix == prefix and dm.module_kwargs()["sample_prefix"] == prefix
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, **dm.module_kwargs())
+    assert model.sample_prefix == prefix and model.unknown_prefix_tokens(prefix) == []
+    if "sample_prefix" not in options and "max_vocab" not in options and "path" in options:
+        # the corpus's first tokens, processed and tokenized as a prefix is
+        ids = model.prefix_indices(prefix)
+        assert ids == dm.train_tokens[:len(ids)].tolist()
+
+
+def test_a_prefix_outside_the_vocabulary_is_named_in_one_warning(chinese, caplog):
+    dm = TimeMachineDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=8, val_batch_size=2)
+    dm.setup("fit")
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, **dm.module_kwargs())
+    with caplog.at_level("WARNING", logger="rnnlab.models.language_model"):
+        model.generate(None, 3)  # the corpus's own opening: nothing to say
+        assert caplog.records == []
+        for _ in range(2):
+            assert model.generate("time 时间", 3).startswith("time 时间")
+    assert [r.getMessage() for r in caplog.records] == [  # once per prefix
+        "sample prefix 'time 时间' has characters outside the vocabulary, read as <unk>: 't', 'i', 'm', 'e', ' '; "
+        "give a prefix in the corpus's own text"]

@@ -34,7 +34,7 @@ def test_scaling_is_fitted_on_the_training_part_only(tmp_path):
     frame = ramp_frame(200)
     frame.loc[160:, "b"] += 100.0  # the test part is shifted far away
     data = SeriesDataModule(path=write_csv(tmp_path, frame), time_column="date", time_format="%Y%m%d",
-                            num_steps=8, batch_size=2)
+                            num_steps=8, batch_size=2, difference=False)
     train = frame[["a", "b"]].to_numpy()[:140]
     assert np.allclose(data.spec().mean, train.mean(0)) and np.allclose(data.spec().std, train.std(0, ddof=1))
     z = data.model_series
@@ -53,7 +53,7 @@ def test_difference_round_trip():
 
 def test_windows_are_multivariate_with_targets_shifted_by_one(tmp_path):
     data = SeriesDataModule(path=write_csv(tmp_path, ramp_frame(200)), time_column="date", time_format="%Y%m%d",
-                            num_steps=10, batch_size=3, sampling="sequential")
+                            num_steps=10, batch_size=3, sampling="sequential", difference=False)
     batches = list(data.train_dataloader())
     assert len(batches) >= 2
     for x, y in batches:
@@ -121,7 +121,9 @@ BAD = {
                        r"data.columns=\['a', 'price'\] is invalid: unknown column\(s\) price; available: date, a, b"),
     "unknown target": (dict(target="c"), r"data.target='c' is invalid: unknown column\(s\) c; available: a, b"),
     "unknown time column": (dict(time_column="when"), r"data.time_column='when' is invalid: unknown"),
-    "too few rows": (dict(frame=ramp_frame(30), num_steps=24), r"data.path=.* 30 rows split into 21/3/6"),
+    "too few rows": (dict(frame=ramp_frame(30), num_steps=24, difference=False),
+                     r"data.path=.* has 30 rows; a series needs at least 36 rows here \(a training part of 25 rows"),
+    "bad difference": (dict(difference="yes"), r"data.difference='yes' is invalid: must be true, false or auto"),
     "time not increasing": (dict(frame=ramp_frame(60).iloc[[0, 2, 1] + list(range(3, 60))]),
                             r"data.time_column='date' is invalid: row 3 is not increasing"),
     "duplicate time": (dict(frame=ramp_frame(60).iloc[[0, 1, 1] + list(range(3, 60))]),
@@ -148,3 +150,45 @@ def test_bad_input_is_one_line_naming_the_option(case, tmp_path):
     with pytest.raises(ConfigError, match=message) as info:
         SeriesDataModule(**options)
     assert "\n" not in str(info.value)
+
+
+def noise_csv(tmp_path, n, seed=0, walk=False):
+    """n rows of yearly data: white noise, or a random walk (`walk`), with an integer year column."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, 1, n).cumsum() if walk else rng.normal(10, 1, n)
+    return write_csv(tmp_path, pd.DataFrame({"year": np.arange(1700, 1700 + n), "value": values}))
+
+
+def test_window_and_batch_derive_from_the_length_of_a_yearly_series(tmp_path):
+    """309 yearly rows (sunspots' length): 216 training rows, windows of a quarter of them, about 16
+    batches an epoch; explicit values are kept; the log line names what was derived."""
+    data = SeriesDataModule(path=noise_csv(tmp_path, 309), time_column="year")
+    assert (data.spec().train_end, data.num_steps, data.batch_size) == (216, 54, 10)
+    assert len(data.train_dataloader()) == 17 and data.ks == [1, 4, 16] and data.eval_context == 64
+    assert "derived from its length: difference=false, num_steps=54, batch_size=10" in data.describe()
+    given = SeriesDataModule(path=noise_csv(tmp_path, 309), time_column="year", num_steps=20, batch_size=3,
+                             difference=False)
+    assert (given.num_steps, given.batch_size, given.derived) == (20, 3, ["ks=[1, 4, 16]"])
+    assert given.module_kwargs()["num_steps"] == 20 and given.module_kwargs()["ks"] == [1, 4, 16]
+
+
+@pytest.mark.parametrize("n, steps, ks, context", [(50, 8, [1, 4], 35), (36, 6, [1, 4], 25), (120, 21, [1, 4, 16], 64)])
+def test_short_series_clip_horizons_and_evaluation_context(n, steps, ks, context, tmp_path):
+    data = SeriesDataModule(path=noise_csv(tmp_path, n), time_column="year", difference=False)
+    assert (data.num_steps, data.ks, data.eval_context) == (steps, ks, context)
+
+
+def test_the_minimum_row_count_is_the_true_one(tmp_path):
+    """minimum_rows is exact: that many rows build, one fewer is refused with the number in rows."""
+    from rnnlab.data.series import minimum_rows
+
+    fewest = minimum_rows(0.1, 0.2, 0, None)
+    assert fewest == 20
+    SeriesDataModule(path=noise_csv(tmp_path, fewest), time_column="year", difference=False)
+    with pytest.raises(ConfigError, match=f"has {fewest - 1} rows; a series needs at least {fewest} rows"):
+        SeriesDataModule(path=noise_csv(tmp_path, fewest - 1), time_column="year", difference=False)
+
+
+def test_difference_auto_models_changes_of_a_random_walk_only(tmp_path):
+    assert SeriesDataModule(path=noise_csv(tmp_path, 400, walk=True), time_column="year").spec().difference is True
+    assert SeriesDataModule(path=noise_csv(tmp_path, 400), time_column="year").spec().difference is False

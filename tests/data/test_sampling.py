@@ -135,3 +135,15 @@ def test_window_loader_gathers_on_the_trainers_device():
     assert len(batches) == len(loader.sampler) and batches[0][0].shape == (3, 5)
     for x, y in batches:
         assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y[:, -1], x[:, -1] + 1)
+
+
+def test_overlapping_sampler_resumes_mid_epoch_with_the_rest_of_its_order():
+    from rnnlab.data.sampling import OverlappingSampler
+
+    whole = [b.tolist() for b in OverlappingSampler(50, batch_size=4, num_steps=5, seed=3)]
+    assert len(whole) == 12 and sorted(sum(whole, [])) == list(range(45)) and len(whole[-1]) == 1
+    resumed = OverlappingSampler(50, batch_size=4, num_steps=5, seed=3)
+    resumed.load_state_dict({"epoch": 0, "batches_done": 5})
+    assert [b.tolist() for b in resumed] == whole[5:]
+    resumed.set_epoch(1)
+    assert [b.tolist() for b in resumed] != whole  # another epoch, another order

@@ -1,6 +1,7 @@
 import pytest
 
-from rnnlab.data.text import Vocab, default_corpus_path, load_corpus, preprocess, read_text, tokenize
+from rnnlab.data.text import (Vocab, default_corpus_path, load_corpus, opening_prefix, preprocess, read_text,
+                               tokenize)
 from rnnlab.errors import ConfigError
 
 
@@ -66,3 +67,20 @@ def test_min_freq_that_leaves_only_unk_is_rejected(tmp_path):
 
 def test_default_corpus_ships_in_package():
     assert default_corpus_path().is_file() and read_text(None).startswith("The Time Machine")
+
+
+def test_opening_prefix_is_the_corpus_first_characters_or_words():
+    """A default sample prefix from a corpus's first tokens: about 10 characters, run on to the end of
+    the word in progress (none in sight: exactly 10), or 2 words; only tokens of the vocabulary (None:
+    <unk>), so the first run of known tokens; blanks at either end left out."""
+    assert opening_prefix(list("the time machine by h g wells"), "char") == "the time machine"
+    assert opening_prefix(list("\ufeff  Call me Ishmael. Some years ago"), "char") == "Call me Ishmael."
+    assert opening_prefix(list("时间旅行者正在向我们讲解一个深奥的问题。"), "char") == "时间旅行者正在向我们"
+    assert opening_prefix(list("abcdefghijklmnopqrstuvwxyz and more"), "char") == "abcdefghij"  # no space in 10 more
+    assert opening_prefix(["the", "time", "machine"], "word") == "the time"
+    assert opening_prefix([None, None, "time", "traveller", None, "for"], "word") == "time traveller"
+    assert opening_prefix([None, *"ab cd", None, *"xyz"], "char") == "ab cd"
+    utf8 = list("时间旅行者正在向我们讲解".encode("utf-8").decode("latin-1"))  # byte tokens, 3 a character
+    assert opening_prefix(utf8, "byte") == "时间旅行者正在向我们"
+    assert opening_prefix(utf8[:7], "byte") == "时间"  # a character cut at the end is dropped
+    assert opening_prefix([None, None], "char") is None and opening_prefix(list("  \n "), "char") is None

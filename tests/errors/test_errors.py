@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, RunEvents, compose_config
+from conftest import FAST, ROOT, TINY, RunEvents, compose_config
 from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.cli.generate import main as generate_main
@@ -72,6 +72,12 @@ TRAIN = [
     (["tune.lr_find=true", "tune.num_training=0"], r"tune.num_training=0 is invalid: must be an integer >= 2"),
     (["tune.lr_find=true", "tune.min_lr=10", "tune.max_lr=1"], r"tune.min_lr=10 is invalid: must be smaller than tune.max_lr=1"),
     (["callbacks.text_sample.prefix="], r"callbacks.text_sample.prefix='' is invalid: must be a non-empty string"),
+    (["evaluation.sample.prefix="], r"evaluation.sample.prefix='' is invalid: must be a non-empty string .*, or null "
+                                    r"\(the data's sample prefix, data.sample_prefix\)"),
+    (["data.sample_prefix="], r"data.sample_prefix='' is invalid: must be a non-empty string"),
+    (["callbacks.divergence_guard.patience=-1"], r"callbacks.divergence_guard.patience=-1 is invalid: must be an "
+                                                 r"integer >= 0 \(validations in a row; 0: no bound\), or null"),
+    (["callbacks.divergence_guard.margin=-1"], r"callbacks.divergence_guard.margin=-1 is invalid: must be a finite number >= 0"),
     # optimizers
     (["optimizer.lr=-1"], r"optimizer.lr=-1 is invalid: must be a finite number > 0"),
     (["optimizer.lr=abc"], r"optimizer.lr='abc' is invalid: must be a finite number > 0"),
@@ -140,6 +146,14 @@ TRAIN = [
     (["data.max_tokens=50"], r"is too large for a sequence of"),
     (["ckpt_path=/nonexistent.ckpt"], r"ckpt_path='/nonexistent.ckpt' is not a file"),
     (["ckpt_path=5"], r"ckpt_path=5 is invalid: must be a checkpoint path or last, or null \(train from scratch\)"),
+    # a data set of the other task
+    (["data=sine"], r"^error: data=sine is a forecasting data set: add task=forecast \(python train.py task=forecast "
+                    r"data=sine \.\.\.\)$"),
+    (["data=co2"], r"^error: data=co2 is a forecasting data set: add task=forecast"),
+    (["data=macro"], r"^error: data=macro is a forecasting data set: add task=forecast"),
+    (["data=series"], r"^error: data=series is a forecasting data set: add task=forecast"),
+    (["task=forecast", "data=timemachine"], r"^error: data=timemachine is a text data set \(language modelling\): use "
+                                            r"task=lm \(python train.py task=lm data=timemachine \.\.\.\)$"),
     # the forecasting task
     (["task=forecast", "module.rollout_steps=-1"], r"module.rollout_steps=-1 is invalid: must be an integer >= 0"),
     (["task=forecast", "module.rollout_steps=40"], r"module.rollout_steps=40 is invalid: must be smaller than data.num_steps=32"),
@@ -165,7 +179,7 @@ def paths(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", TRAIN, ids=[" ".join(o) for o, _ in TRAIN])
 def test_train_bad_value_is_one_line_and_writes_no_result(make_cfg, capsys, paths, overrides, message):
-    tiny = not any(o.startswith("task=forecast") for o in overrides)
+    tiny = not any(o.startswith(("task=forecast", "data=")) for o in overrides)
     cfg = make_cfg(*(o.format(**paths) for o in overrides), tiny=tiny)
     with pytest.raises(SystemExit) as info:
         main_task(cfg)
@@ -224,6 +238,22 @@ def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
 def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override, line):
     run = tmp_path / "run"
     proc = train(override, f"hydra.run.dir={run}")
+    assert proc.returncode == 2
+    assert one_error_line(proc.stderr) == line
+    assert_refused_run(run, line)
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["data=sine"], "error: data=sine is a forecasting data set: add task=forecast "
+                    "(python train.py task=forecast data=sine ...)"),
+    (["task=forecast", "data=timemachine"], "error: data=timemachine is a text data set (language modelling): use "
+                                            "task=lm (python train.py task=lm data=timemachine ...)"),
+])
+def test_process_data_set_of_another_task_names_the_task(tmp_path, overrides, line):
+    """Before anything is built: not `LanguageModel.__init__() got an unexpected keyword argument 'series'`."""
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", *FAST, *overrides, f"hydra.run.dir={run}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, HYDRA_FULL_ERROR="0"))
     assert proc.returncode == 2
     assert one_error_line(proc.stderr) == line
     assert_refused_run(run, line)

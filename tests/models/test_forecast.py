@@ -136,7 +136,9 @@ def test_tiny_co2_run_reports_model_and_baselines_and_forecasts_dated_weeks(make
                 assert metrics[f"test/{prefix}{metric}_k{k}"] > 0
     assert metrics["test/naive_mae_k1"] == pytest.approx(0.4046, abs=1e-3)  # the issue's persistence figures
     assert metrics["test/naive_mae_k13"] == pytest.approx(2.94, abs=1e-2)
-    assert frame.columns.tolist() == ["date", "co2"] and frame["date"].tolist() == [20020105, 20020112, 20020119]
+    assert frame.columns.tolist() == ["date", "co2", "co2_lower", "co2_upper"]
+    assert frame["date"].tolist() == [20020105, 20020112, 20020119]
+    assert (frame["co2_lower"] < frame["co2"]).all() and (frame["co2"] < frame["co2_upper"]).all()
     assert frame["co2"].between(360, 385).all()
 
 
@@ -148,7 +150,8 @@ def test_tiny_macro_run_reports_each_column_and_forecasts_next_quarters(make_cfg
         assert metrics[f"test/mase_k{k}"] == pytest.approx(sum(per_column) / len(columns), rel=1e-5)
         assert metrics[f"test/{columns[0]}/naive_mae_k{k}"] > 0 and f"test/snaive_mase_k{k}" in metrics
     assert frame[["year", "quarter"]].values.tolist() == [[2009, 4], [2010, 1], [2010, 2]]
-    assert frame.columns.tolist() == ["year", "quarter", *columns] and frame.notna().all().all()
+    bounds = [name for c in columns for name in (c, f"{c}_lower", f"{c}_upper")]
+    assert frame.columns.tolist() == ["year", "quarter", *bounds] and frame.notna().all().all()
     header, body = table([{"job": "0", "overrides": {}, "metrics": metrics}], "val/mse")
     assert header.index("test/mase_k1") < header.index("test/naive_mase_k1") < header.index("test/snaive_mase_k1")
 
@@ -188,3 +191,69 @@ def test_co2_gru_preset_beats_both_baselines_at_every_horizon(make_cfg, seed):
     baselines = {k: min(m[f"test/naive_mae_k{k}"], m[f"test/snaive_mae_k{k}"]) for k in (1, 4, 13, 52)}
     beaten = {k: m[f"test/mae_k{k}"] < best for k, best in baselines.items()}
     assert all(beaten.values()), (beaten, m)
+
+
+def test_autoregression_recovers_a_known_ar2_and_forecasts_by_its_recursion():
+    from rnnlab.baselines import Autoregression
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(3000, generator=g, dtype=torch.float64)
+    y = torch.zeros(3000, dtype=torch.float64)
+    for t in range(2, 3000):
+        y[t] = 0.6 * y[t - 1] - 0.3 * y[t - 2] + noise[t]
+    ar = Autoregression.fit(y[:, None], 2500, max_order=2)
+    assert ar.order == 2
+    assert ar.weights[1:, 0].tolist() == pytest.approx([0.6, -0.3], abs=0.04)
+    b, a1, a2 = ar.weights[:, 0].tolist()
+    step1 = b + a1 * y[99] + a2 * y[98]
+    step2 = b + a1 * step1 + a2 * y[99]
+    got = ar.forecast(y[:, None], torch.tensor([99]), 2)[0, :, 0]
+    assert got.tolist() == pytest.approx([float(step1), float(step2)], rel=1e-9)
+
+
+def test_conformal_width_takes_the_finite_sample_rank():
+    from rnnlab.models.regressor import conformal_width
+
+    errors = torch.tensor([[-5.0], [1.0], [2.0], [-3.0], [4.0], [6.0], [-7.0], [8.0], [9.0]])  # |e| = 1..9
+    assert conformal_width(errors, 0.8).item() == 8.0   # ceil(10 * 0.8) = 8th smallest of 9
+    assert conformal_width(errors, 0.5).item() == 5.0
+    assert conformal_width(errors, 0.95).item() == 9.0  # rank 10 > 9: the largest
+
+
+def test_interval_widths_grow_as_sqrt_beyond_the_calibrated_horizons():
+    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1, 2, 3))
+    assert model.interval_widths(3) is None  # never validated: no intervals
+    model.interval_width = torch.tensor([[1.0], [2.0], [float("nan")]])
+    widths = model.interval_widths(8)[:, 0]
+    assert widths[:2].tolist() == [1.0, 2.0]
+    assert widths[2:].tolist() == pytest.approx([2.0 * (h / 2) ** 0.5 for h in range(3, 9)])
+
+
+def test_tiny_sunspots_run_derives_its_windows_scores_the_classical_model_and_covers(make_cfg, tmp_path, capsys,
+                                                                                   caplog):
+    """The issue's yearly case (309 rows) with no data options: it trains, names what it derived, scores
+    the autoregression by the same code, and reports interval coverage; rnnlab-forecast keeps integer
+    years and gives each column's interval."""
+    cfg = make_cfg("task=forecast", "data=sunspots", "model=gru", "model.hidden_size=8", "trainer.max_epochs=2",
+                   # weight averaging swaps in an uncalibrated copy's buffers: the widths must survive it
+                   "+callbacks.ema._target_=lightning.pytorch.callbacks.EMAWeightAveraging", tiny=False)
+    with caplog.at_level("INFO", logger="rnnlab.run.job"):
+        main_task(cfg)
+    run = Path(cfg.paths.output_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "ok"
+    assert "derived from its length: num_steps=54, batch_size=10" in caplog.text
+    for k in (1, 2, 5, 10):
+        assert metrics[f"test/ar_mase_k{k}"] > 0 and 0 <= metrics[f"test/coverage_k{k}"] <= 1
+        assert metrics[f"test/width_k{k}"] > 0
+    assert 1 <= metrics["test/ar_order"] <= 64
+    out = tmp_path / "next.csv"
+    capsys.readouterr()
+    assert forecast_main([str(run / "checkpoints" / "last.ckpt"), "--csv", str(_bundled(cfg)), "--steps", "12",
+                          "--output", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert frame["year"].tolist() == list(range(2009, 2021))
+    assert frame.columns.tolist() == ["year", "sunspots", "sunspots_lower", "sunspots_upper"]
+    width = frame["sunspots_upper"] - frame["sunspots"]
+    assert (width > 0).all() and (frame["sunspots"] - frame["sunspots_lower"]).sub(width).abs().max() < 1e-3
+    assert width.iloc[-1] >= width.iloc[0]  # beyond the calibrated horizons they only widen

@@ -183,3 +183,37 @@ def test_progress_bar_shows_the_last_logged_training_loss(make_cfg):
     assert "train/loss" not in trainer.progress_bar_metrics
     logged = trainer.logged_metrics["train/loss"]  # from step 6, the last logging step
     assert bar.get_metrics(trainer, module)["train/loss"] == float(logged)
+
+
+@pytest.fixture(scope="module")
+def compact_corpora(tmp_path_factory):
+    """Data modules whose ids are stored in each compact dtype: the book's characters (uint8), its
+    words (int16) and a file of 33,000 distinct words (int32)."""
+    path = tmp_path_factory.mktemp("corpus") / "many_words.txt"
+    path.write_text(" ".join(f"w{i}" for i in range(33000)) + "\n")
+    modules = {}
+    for name, kw in {"uint8": {}, "int16": {"token": "word"}, "int32": {"token": "word", "path": str(path), "preprocess": "lower"}}.items():
+        dm = TimeMachineDataModule(batch_size=2, num_steps=8, val_batch_size=2, max_tokens=3000, **kw)
+        dm.setup("fit")
+        modules[name] = dm
+    return modules
+
+
+@pytest.mark.parametrize("embedding_dim", [None, 8])
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32"])
+def test_forward_takes_the_data_modules_own_compact_ids(compact_corpora, dtype, embedding_dim):
+    """The data module keeps its ids in the narrowest integer type; the model reads windows of them as
+    they are (one-hot and embedding), with the logits of the same ids as int64."""
+    dm = compact_corpora[dtype]
+    assert dm.train_tokens.dtype == getattr(torch, dtype)
+    torch.manual_seed(0)
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, embedding_dim=embedding_dim, **dm.module_kwargs())
+    model.eval()
+    for window in (dm.train_tokens[:16].view(2, 8), dm.val_tokens[-8:].view(1, 8)):
+        assert window.dtype == getattr(torch, dtype)
+        logits, state = model(window)
+        wide_logits, wide_state = model(window.long())
+        assert logits.shape == (*window.shape, dm.vocab_size)
+        assert torch.equal(logits, wide_logits) and torch.equal(state, wide_state)
+    with pytest.raises(TypeError, match="token ids must be an integer tensor, got torch.float32"):
+        model(dm.train_tokens[:8].view(1, 8).float())

@@ -299,3 +299,62 @@ def test_eval_scores_a_forecaster_checkpoint(make_cfg, tmp_path):
     assert metrics["task"] == "forecast" and "sample/greedy" not in metrics
     for k in (1, 4, 16, 64):
         assert metrics[f"test/mse_k{k}"] > 0
+
+
+# Sample prefixes: the data's own, carried by the checkpoint -------------------------------------------
+ZH = "时间旅行者正在向我们讲解一个深奥的问题。他的灰色眼睛闪闪发光，平时苍白的脸也红润起来。\n"
+ZH_OPENING = "时间旅行者正在向我们"  # its first 10 characters (no spaces to end a word at)
+PREFIX_LOGGER = "rnnlab.models.language_model"
+
+
+@pytest.fixture(scope="module")
+def zh_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("zh") / "zh.txt"
+    path.write_text(ZH * 40, encoding="utf-8")
+    return path
+
+
+def prefix_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == PREFIX_LOGGER]
+
+
+def test_samples_continue_the_corpus_own_opening_in_training_generate_and_eval(zh_corpus, tmp_path, caplog, capsys):
+    """On a corpus other than the book, text samples, the final sample, rnnlab-generate and eval.py
+    without a prefix all continue the corpus's opening (not the book's "time traveller", all <unk> here)."""
+    from rnnlab.cli.generate import main as generate_main
+
+    cfg = compose_config(tmp_path / "run", f"data.path={zh_corpus}", "data.preprocess=none", "trainer.max_epochs=1")
+    with caplog.at_level("WARNING", logger=PREFIX_LOGGER):
+        run = train_as_hydra_does(cfg)
+    assert prefix_warnings(caplog) == []
+    assert metrics_of(cfg)["sample"].startswith(ZH_OPENING)
+    greedy = RunEvents(run).tensors("samples/greedy/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert ZH_OPENING in greedy and "<unk>" not in greedy
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["sample_prefix"] == ZH_OPENING
+
+    capsys.readouterr()
+    assert generate_main([str(ckpt), "--num-tokens", "4"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(ZH_OPENING) and len(out) == len(ZH_OPENING) + 4
+    assert main_eval(compose_eval(tmp_path / "eval", f"ckpt_path={ckpt}", "num_tokens=4")) > 1
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["sample/greedy"] == out and evaluated["sample/sampled"].startswith(ZH_OPENING)
+    assert prefix_warnings(caplog) == []
+
+    with caplog.at_level("WARNING", logger=PREFIX_LOGGER):  # an explicit prefix wins, named if unknown
+        assert generate_main([str(ckpt), "--prefix", "time 时间", "--num-tokens", "4"]) == 0
+    assert capsys.readouterr().out.startswith("time 时间")
+    assert prefix_warnings(caplog) == ["sample prefix 'time 时间' has characters outside the vocabulary, read as "
+                                       "<unk>: 't', 'i', 'm', 'e', ' '; give a prefix in the corpus's own text"]
+
+
+def test_a_given_prefix_wins_and_an_unknown_one_is_named_when_training_starts(zh_corpus, tmp_path, caplog):
+    cfg = compose_config(tmp_path / "run", f"data.path={zh_corpus}", "data.preprocess=none", "trainer.max_epochs=1",
+                         "callbacks.text_sample.prefix=time traveller", "evaluation.sample.prefix='灰色'")
+    with caplog.at_level("WARNING", logger=PREFIX_LOGGER):
+        main_task(cfg)
+    assert prefix_warnings(caplog) == [  # once, at the start of training, not at every sample
+        "sample prefix 'time traveller' has characters outside the vocabulary, read as <unk>: 't', 'i', 'm', 'e', "
+        "' ', 'r', 'a', 'v', 'l'; give a prefix in the corpus's own text"]
+    assert metrics_of(cfg)["sample"].startswith("灰色")

@@ -1,11 +1,14 @@
 """Determinism under a seed, and data-parallel training with exact global validation perplexity."""
 
 import json
+import math
+import re
 import subprocess
 import sys
 
 import lightning as L
 import pytest
+import torch
 
 from conftest import ROOT, TINY, compose_config
 from rnnlab.data import TimeMachineDataModule
@@ -95,6 +98,48 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, capsys):
     kept = torch_load(run / "checkpoints" / "last.ckpt")
     assert kept["epoch"] == good["epoch"] == 0
     assert all(v.isfinite().all() for v in kept["state_dict"].values())
+
+
+def test_a_validation_loss_far_worse_than_guessing_stops_the_run(tmp_path, capsys):
+    """A learning rate far too large, with clipping: the loss stays finite, tens of nats, while the uniform
+    distribution scores log(28) = 3.33. Three validations in a row above log(V) + 5 stop the run as
+    diverged; the checkpoint recorded as good is the best one (below the bound), not last.ckpt."""
+    run = tmp_path / "run"
+    common = ["model=rnn_scratch", "model.hidden_size=32", "optimizer.lr=20", "data.max_tokens=2000"]
+    # Steps clipped to norm 0.01 (x lr 20): a sane first epoch, below the bound.
+    main_task(compose_config(run, *common, "trainer.max_epochs=1", "trainer.gradient_clip_val=0.01"))
+    first = json.loads((run / "metrics.json").read_text())
+    assert first["status"] == "ok" and first["val/loss"] < math.log(28) + 5
+    assert torch_load(run / "checkpoints" / "last.ckpt")["callbacks"]["DivergenceGuard"] == {"above": 0}
+    with pytest.raises(SystemExit) as info:  # clipping at norm 1: steps of norm 20
+        main_task(compose_config(run, *common, "trainer.max_epochs=8", "trainer.gradient_clip_val=1",
+                                 "ckpt_path=last"))
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert re.fullmatch(r"error: training diverged: val/loss is [\d.e+]+ at epoch 3, above log\(vocabulary 28\) \+ 5 = "
+                        r"8.33 nats \(far worse than guessing uniformly\) for 3 validations in a row; lower "
+                        r"optimizer.lr or set trainer.gradient_clip_val \(now 1\)\n", err), err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["last_good_checkpoint"].endswith("best-epoch000.ckpt")
+    last = torch_load(run / "checkpoints" / "last.ckpt")  # epochs 1 and 2 were above the bound, 3 is not saved
+    assert last["epoch"] == 2 and last["callbacks"]["DivergenceGuard"] == {"above": 2}
+
+
+def test_the_bound_can_be_turned_off(tmp_path):
+    """The same run from scratch, three validations above the bound, with patience 0 (or null): it
+    trains to the end. The forecasting task's module has no vocabulary, hence no bound."""
+    from rnnlab.callbacks import DivergenceGuard
+    from rnnlab.models import LanguageModel
+
+    run = tmp_path / "run"
+    main_task(compose_config(run, "model=rnn_scratch", "model.hidden_size=32", "optimizer.lr=20",
+                             "data.max_tokens=2000", "trainer.max_epochs=3", "callbacks.divergence_guard.patience=0"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["epochs"] == 3 and metrics["val/loss"] > math.log(28) + 5
+    lm = LanguageModel(core={"kind": "gru", "hidden_size": 4}, vocab=["<unk>", "a", "b"])
+    assert DivergenceGuard().bound(lm) == pytest.approx(math.log(3) + 5)
+    assert DivergenceGuard(patience=None).bound(lm) is None and DivergenceGuard(patience=0).bound(lm) is None
+    assert DivergenceGuard().bound(torch.nn.Linear(1, 1)) is None  # a module without a vocabulary
 
 
 def torch_load(path):

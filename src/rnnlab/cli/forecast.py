@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ckpt", help="a checkpoint written by `python train.py task=forecast ...`")
     parser.add_argument("--csv", required=True, help="the series so far, with the columns the model was trained on")
-    parser.add_argument("--steps", type=int, required=True, help="how many rows to predict")
+    parser.add_argument("--steps", type=int, required=True,
+                        help="how many rows to predict: at most the number of rows of --csv")
     parser.add_argument("--output", default=None, help="CSV file to write (default: standard output)")
     args = parser.parse_args(argv)
 

@@ -14,7 +14,8 @@ from rnnlab.cli.common import ArgumentParser, run
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="path to a .ckpt written by train.py")
-    parser.add_argument("--prefix", default="time traveller")
+    parser.add_argument("--prefix", default=None,
+                        help="the text to continue (default: the training run's sample prefix, kept in the checkpoint)")
     parser.add_argument("--num-tokens", type=int, default=50)
     parser.add_argument("--temperature", type=float, default=0.0, help="0: greedy (argmax), > 0: sampling")
     parser.add_argument("--seed", type=int, default=0, help="seed for sampling")

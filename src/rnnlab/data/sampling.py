@@ -10,6 +10,8 @@ and the sine series both use these, so the sampling logic lives in one place.
 - `SequentialSampler` (d2l `seq_data_iter_sequential`): drop a random offset in [0, num_steps],
   lay the rest out as `batch_size` parallel streams; row i of batch k+1 continues row i of batch k,
   so a model may carry its hidden state across batches.
+- `OverlappingSampler` (d2l 9.1's feature-label pairs, series only): every window start once per
+  epoch, shuffled; the last batch may be smaller (on one process). Short series get many batches.
 
 Both draw the offset and order from a generator seeded by (seed, epoch): every epoch differs,
 every run with the same seed repeats. The number of batches per epoch is the same every epoch
@@ -35,7 +37,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rnnlab.errors import ConfigError
 
-SAMPLINGS = ("random", "sequential")
+SAMPLINGS = ("random", "sequential")          # text
+SERIES_SAMPLINGS = SAMPLINGS + ("overlapping",)  # real-valued series
 
 
 class _WindowSampler(Sampler[Tensor]):
@@ -44,7 +47,7 @@ class _WindowSampler(Sampler[Tensor]):
 
     def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  epoch_source: Callable[[], int] | None = None, device: torch.device | str | None = None,
-                 position_source: Callable[[], int] | None = None):
+                 position_source: Callable[[], int] | None = None, unit: str = "tokens"):
         self.length, self.batch_size, self.num_steps = length, batch_size, num_steps
         # Where the yielded start positions live: the epoch's starts are copied there once, so that
         # batches are gathered on the training device without a per-batch copy (and its host sync).
@@ -60,7 +63,7 @@ class _WindowSampler(Sampler[Tensor]):
         if self.num_batches() < 1:
             raise ConfigError(
                 f"data.batch_size={batch_size} x data.num_steps={num_steps} is too large for a sequence of "
-                f"{length} tokens ({self.name} sampling needs at least one full batch"
+                f"{length} {unit} ({self.name} sampling needs at least one full batch"
                 f"{f' per process of {world_size}' if world_size > 1 else ''}): lower batch_size or num_steps"
             )
 
@@ -154,14 +157,50 @@ class SequentialSampler(_WindowSampler):
         return offset + steps[:, None] + rows[None, :]
 
 
+class OverlappingSampler(_WindowSampler):
+    """The book's feature-label pairs: every window start once per epoch, shuffled, in batches; the last
+    batch may be smaller on one process (several processes drop it, so each has as many batches)."""
+
+    name = "overlapping"
+    max_offset = 0
+
+    def _book_num_batches(self, offset: int) -> int:
+        windows, global_batch = self.length - self.num_steps, self.batch_size * self.world_size
+        return -(-windows // global_batch) if self.world_size == 1 else windows // global_batch
+
+    def starts(self, offset: int, generator: torch.Generator | None = None) -> list[Tensor]:
+        order = torch.randperm(self.length - self.num_steps, generator=generator or self._generator())
+        if self.world_size == 1:
+            return list(order.split(self.batch_size))
+        rows = order[: self.num_batches() * self.batch_size * self.world_size].view(self.num_batches(), -1)
+        return list(rows[:, self.rank * self.batch_size:(self.rank + 1) * self.batch_size])
+
+    def __iter__(self):
+        return iter([s if self.device is None else s.to(self.device) for s in self._epoch_starts()])
+
+    def _epoch_starts(self) -> list[Tensor]:
+        if self.epoch_source is not None:
+            self.epoch = self.epoch_source()
+        starts = self.starts(0)
+        if self._resume_at is not None:
+            epoch, done = self._resume_at
+            self._resume_at = None
+            if epoch == self.epoch and 0 < done < len(starts):
+                starts = starts[done:]
+        return starts
+
+
+SAMPLERS = {cls.name: cls for cls in (RandomSampler, SequentialSampler, OverlappingSampler)}
+
+
 def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, seed: int = 0,
-                 trainer=None) -> _WindowSampler:
+                 trainer=None, unit: str = "tokens") -> _WindowSampler:
     """The one place that maps `data.sampling` to a sampler class; with a Trainer, rank-aware and
     following the fit loop's epoch counter (the one Lightning passes to set_epoch, right on resume too)."""
-    assert sampling in SAMPLINGS, f"sampling={sampling!r}: one of {', '.join(SAMPLINGS)} (rnnlab.schema checks data.sampling)"
-    cls = RandomSampler if sampling == "random" else SequentialSampler
+    assert sampling in SAMPLERS, f"sampling={sampling!r}: one of {', '.join(SAMPLERS)} (rnnlab.schema checks data.sampling)"
+    cls = SAMPLERS[sampling]
     if trainer is None:
-        return cls(length, batch_size, num_steps, seed=seed)
+        return cls(length, batch_size, num_steps, seed=seed, unit=unit)
     # The epoch is read when the loader is iterated. On a resume Lightning creates the first iterator
     # in FitLoop.setup_data, before set_epoch and before FitLoop.reset/on_run_start update
     # `trainer.current_epoch` (epoch_progress.current.completed): after an end-of-epoch checkpoint it
@@ -174,17 +213,17 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
     return cls(length, batch_size, num_steps, seed=seed, rank=trainer.global_rank, world_size=trainer.world_size,
                epoch_source=lambda: fit_loop.epoch_progress.current.processed,
                position_source=lambda: fit_loop.epoch_loop.batch_progress.current.processed,
-               device=trainer.strategy.root_device)
+               device=trainer.strategy.root_device, unit=unit)
 
 
 def window_loader(sequence: Tensor, sampling: str, batch_size: int, num_steps: int, seed: int = 0,
-                  trainer=None) -> DataLoader:
+                  trainer=None, unit: str = "tokens") -> DataLoader:
     """Training batches of windows of `sequence`, the one way both data modules build them.
 
     With a Trainer the sequence and each epoch's start positions sit on its device, so a batch is
     one gather there: no per-batch host-to-device copy (a character corpus is a few MB).
     """
-    sampler = make_sampler(sampling, len(sequence), batch_size, num_steps, seed=seed, trainer=trainer)
+    sampler = make_sampler(sampling, len(sequence), batch_size, num_steps, seed=seed, trainer=trainer, unit=unit)
     if trainer is not None:
         sequence = sequence.to(trainer.strategy.root_device)
     dataset = WindowDataset(sequence, num_steps)

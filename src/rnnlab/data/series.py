@@ -28,12 +28,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from rnnlab.data.sampling import SAMPLINGS, WindowDataset, make_sampler, window_loader
+from rnnlab.data.sampling import SERIES_SAMPLINGS, OverlappingSampler, make_sampler, window_loader  # noqa: F401
 from rnnlab.data.table import BUNDLED_DIR, as_list, read_table
-from rnnlab.errors import require, require_choice, require_positive_int
+from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
 
-SERIES_SAMPLINGS = SAMPLINGS + ("overlapping",)
-BUNDLED = {"co2": "co2.csv", "macro": "macrodata.csv"}
+BUNDLED = {"co2": "co2.csv", "macro": "macrodata.csv", "sunspots": "sunspots.csv", "elnino": "elnino.csv"}
+DEFAULT_KS = (1, 4, 16)   # horizons scored when data.ks is null: those the test part fits
+MIN_STEPS = 4             # the shortest window a derived num_steps takes
+MAX_STEPS = 64            # the longest window a derived num_steps takes
 
 
 @dataclass
@@ -70,33 +72,17 @@ def to_levels(pred: Tensor, last: Tensor, mean: Tensor, std: Tensor, difference:
     return last[:, None] + pred.cumsum(1) if difference else pred
 
 
-class OverlappingSampler(Sampler[Tensor]):
-    """The book's feature-label pairs: every window start once per epoch, shuffled, in batches (the
-    last may be smaller), from a generator seeded once, so every epoch differs and runs repeat."""
-
-    def __init__(self, length: int, batch_size: int, num_steps: int, seed: int = 0):
-        self.starts, self.batch_size = length - num_steps, batch_size
-        require(self.starts >= 1, "data.num_steps", f"must be smaller than the training part of {length} values",
-                num_steps)
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self):
-        return iter(torch.randperm(self.starts, generator=self.generator).split(self.batch_size))
-
-    def __len__(self) -> int:
-        return -(-self.starts // self.batch_size)
-
-
 class ForecastData(L.LightningDataModule):
     """Base of every series source: subclasses set `levels` (T, C) and call `_finish` with the parts."""
 
     levels: Tensor
     name: str
 
-    def __init__(self, batch_size: int, num_steps: int, sampling: str, seed: int):
+    def __init__(self, batch_size: int | None, num_steps: int | None, sampling: str, seed: int):
         super().__init__()
-        require_positive_int("data.batch_size", batch_size)
-        require_positive_int("data.num_steps", num_steps)
+        for option, value in (("data.batch_size", batch_size), ("data.num_steps", num_steps)):
+            if value is not None:  # null: derived from the series by the subclass
+                require_positive_int(option, value)
         require_choice("data.sampling", sampling, SERIES_SAMPLINGS)
         self.batch_size, self.num_steps, self.sampling, self.seed = batch_size, num_steps, sampling, seed
 
@@ -137,17 +123,13 @@ class ForecastData(L.LightningDataModule):
         pass
 
     def _sampler(self) -> Sampler:
-        """The training part's window sampler (the text samplers get the Trainer in window_loader)."""
-        if self.sampling == "overlapping":
-            return OverlappingSampler(len(self.train_series), self.batch_size, self.num_steps, self.seed)
-        return make_sampler(self.sampling, len(self.train_series), self.batch_size, self.num_steps, seed=self.seed)
+        """The training part's window sampler (window_loader builds it again with the Trainer)."""
+        return make_sampler(self.sampling, len(self.train_series), self.batch_size, self.num_steps, seed=self.seed,
+                            unit="training rows")
 
     def train_dataloader(self) -> DataLoader:
-        if self.sampling == "overlapping":
-            windows = WindowDataset(self.train_series, self.num_steps)
-            return DataLoader(windows, sampler=self._sampler(), batch_size=None)
         return window_loader(self.train_series, self.sampling, self.batch_size, self.num_steps,
-                             seed=self.seed, trainer=self.trainer)
+                             seed=self.seed, trainer=self.trainer, unit="training rows")
 
     def _whole_series(self) -> DataLoader:
         return DataLoader([self.eval_batch()], batch_size=None)
@@ -169,14 +151,15 @@ class SeriesDataModule(ForecastData):
 
     def __init__(self, path: str | None = None, bundled: str | None = None, columns=None, target=None,
                  time_column=None, time_format: str | None = None, missing: str = "error",
-                 difference: bool = False, season: int | None = None, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, batch_size: int = 16, num_steps: int = 32, sampling: str = "random",
-                 tau: int = 4, eval_context: int | None = 64, ks=(1, 4, 16), seed: int = 0):
+                 difference: bool | str = "auto", season: int | None = None, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, batch_size: int | None = None, num_steps: int | None = None,
+                 sampling: str = "overlapping", tau: int = 4, eval_context: int | None = 64, ks=None,
+                 seed: int = 0, sep: str | None = None):
         super().__init__(batch_size, num_steps, sampling, seed)
         if path is None and bundled is not None:
             require_choice("data.bundled", bundled, tuple(BUNDLED))
             path = str(BUNDLED_DIR / BUNDLED[bundled])
-        require(isinstance(difference, bool), "data.difference", "must be true or false", difference)
+        require(difference in (True, False, "auto"), "data.difference", "must be true, false or auto", difference)
         for option, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
             require(isinstance(value, (int, float)) and 0 < value < 1, option, "must lie in (0, 1)", value)
         require(val_fraction + test_fraction < 1, "data.test_fraction",
@@ -184,26 +167,49 @@ class SeriesDataModule(ForecastData):
         require_positive_int("data.tau", tau)
         if eval_context is not None:
             require_positive_int("data.eval_context", eval_context)
-        table = read_table(path, columns, target, time_column, time_format, missing)
+        table = read_table(path, columns, target, time_column, time_format, missing, sep)
         self.path, self.name, self.time = path, bundled or str(path), table.time
         self.levels = torch.tensor(table.values, dtype=torch.float32)
         n = len(table.values)
-        train_end = int(round(n * (1 - val_fraction - test_fraction), 9))
-        val_end = train_end + int(n * val_fraction)
+        train_end, val_end = split_rows(n, val_fraction, test_fraction)
+        self.derived: list[str] = []  # the options derived from the series, for the log line
+        if difference == "auto":
+            difference = is_trending(table.values[:train_end])
+            self.derived.append(f"difference={str(difference).lower()}")
         d = int(difference)
-        need = num_steps + 1 + d
-        require(train_end >= need and val_end - train_end >= 2 and n - val_end >= 2, "data.path",
-                f"{n} rows split into {train_end}/{val_end - train_end}/{n - val_end} train/val/test rows; the "
-                f"training part needs data.num_steps + 1{' + 1 (difference)' if d else ''} = {need} rows and "
-                "validation and test parts at least 2: give a longer series or lower data.num_steps", path)
+        fewest = minimum_rows(val_fraction, test_fraction, d, num_steps)
+        require(n >= fewest, "data.path", f"has {n} rows; a series needs at least {fewest} rows here (a training "
+                f"part of {(num_steps or MIN_STEPS) + 1 + d} rows for one window of data.num_steps="
+                f"{num_steps or MIN_STEPS}{' plus one (differenced)' if d else ''}, validation and test parts of 2 rows, "
+                f"with data.val_fraction={val_fraction} and data.test_fraction={test_fraction})", path)
+        rows = train_end - d  # model-space training rows (at least num_steps + 1, as checked above)
+        self.num_steps = num_steps or self._derive("num_steps", min(max(rows // 4, MIN_STEPS), MAX_STEPS, rows - 1))
+        if batch_size is None:
+            self.batch_size = self._derive("batch_size", derived_batch_size(sampling, rows, self.num_steps))
+        test_rows = n - val_end
+        if ks is None:
+            ks = self._derive("ks", [k for k in DEFAULT_KS if k < test_rows] or [1])
+        self.ks = list(ks)
+        if eval_context is not None and eval_context > rows:
+            eval_context = self._derive("eval_context", rows)  # the first validation origin reads a full window
+        self.eval_context = eval_context
         if season is not None:
             require_positive_int("data.season", season)
             require(season < train_end, "data.season", f"must be shorter than the training part ({train_end} rows)",
                     season)
         read = {"columns": table.columns, "time_column": as_list(time_column), "time_format": time_format,
-                "missing": missing}
+                "missing": missing, "sep": table.sep}
         self._finish(table.columns, table.targets, train_end, [train_end, train_end, val_end], [val_end, val_end, n],
-                     val_end, difference, scale=True, season=season, read=read)
+                     val_end, bool(difference), scale=True, season=season, read=read)
+
+    def _derive(self, option: str, value):
+        self.derived.append(f"{option}={value}")
+        return value
+
+    def module_kwargs(self) -> dict:
+        """The spec and the data options the regressor reads, as derived here (the config may say null)."""
+        return {**super().module_kwargs(), "num_steps": self.num_steps, "eval_context": self.eval_context,
+                "ks": self.ks, "sampling": self.sampling}
 
     def time_axis(self):
         return np.arange(1, len(self.levels) + 1) if self.time is None else self.time
@@ -213,4 +219,50 @@ class SeriesDataModule(ForecastData):
         return (f"{self.name}: {len(self.levels)} rows x {len(s.columns)} columns ({', '.join(s.columns)}), "
                 f"train/val/test {s.train_end}/{s.val[2] - s.train_end}/{s.test[2] - s.val[2]}, targets "
                 f"{', '.join(s.targets)}{', differenced' if s.difference else ''}, {self.sampling} windows "
-                f"{self.batch_size} x {self.num_steps}")
+                f"{self.batch_size} x {self.num_steps}"
+                f"{'; derived from its length: ' + ', '.join(self.derived) if self.derived else ''}")
+
+
+def split_rows(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """The ends of the training and validation parts of n rows (the test part is the rest)."""
+    train_end = int(round(n * (1 - val_fraction - test_fraction), 9))
+    return train_end, train_end + int(n * val_fraction)
+
+
+def minimum_rows(val_fraction: float, test_fraction: float, difference: int, num_steps: int | None) -> int:
+    """The fewest rows that split into a training part with one window (plus its target and, when
+    differenced, one row more) and validation and test parts of 2 rows each: the true minimum."""
+    need = (num_steps or MIN_STEPS) + 1 + difference
+    n = 3
+    while True:
+        train_end, val_end = split_rows(n, val_fraction, test_fraction)
+        if train_end >= need and val_end - train_end >= 2 and n - val_end >= 2:
+            return n
+        n += 1
+
+
+DICKEY_FULLER_5 = -2.86  # the 5 % critical value of the Dickey-Fuller t statistic, with a constant
+
+
+def is_trending(train: np.ndarray) -> bool:
+    """data.difference=auto: model changes when some column looks like a trend or a random walk, i.e. the
+    Dickey-Fuller test (y_t - y_{t-1} = a + b y_{t-1} + e) does not reject a unit root at 5 % on the training
+    part. Levels of such series leave the training range; their changes do not."""
+    for y in np.asarray(train, dtype=np.float64).T:
+        x, dy = y[:-1], np.diff(y)
+        design = np.stack([np.ones_like(x), x], 1)
+        coef, *_ = np.linalg.lstsq(design, dy, rcond=None)
+        resid = dy - design @ coef
+        var = resid @ resid / max(len(dy) - 2, 1) * np.linalg.pinv(design.T @ design)[1, 1]
+        if var <= 0 or coef[1] / np.sqrt(var) > DICKEY_FULLER_5:
+            return True
+    return False
+
+
+def derived_batch_size(sampling: str, rows: int, num_steps: int) -> int:
+    """data.batch_size=null: about 16 batches an epoch for short series, at most 32 windows a batch."""
+    if sampling == "overlapping":
+        return max(1, min(32, (rows - num_steps) // 16))
+    if sampling == "sequential":  # batch_size parallel streams, each at least one window long
+        return max(1, min(32, (rows - num_steps - 1) // num_steps))
+    return max(1, min(32, (rows - num_steps) // num_steps))  # random: one batch of every window

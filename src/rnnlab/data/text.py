@@ -17,6 +17,7 @@ from rnnlab.errors import require_choice
 
 TOKENIZERS = ("char", "word", "byte")
 PREPROCESSES = ("book", "lower", "none")
+BOOK_PREFIX = "time traveller"  # d2l's generation prefix, for The Time Machine with the book's preprocessing
 # The book reads lines with open(...).readlines(): universal newlines, so \r\n, \r and \n end a line.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -68,6 +69,36 @@ def tokenize(lines: Sequence[str], token: str) -> list[str]:
 def prefix_tokens(prefix: str, token: str, mode: str) -> list[str]:
     """Tokens of a generation prefix, processed as the corpus was (not stripped: it continues)."""
     return tokenize(preprocess(prefix, mode, strip=False), token)
+
+
+def opening_prefix(tokens: Sequence[str | None], token: str, chars: int = 10, words: int = 2) -> str | None:
+    """A generation prefix from a corpus's first tokens (after its preprocessing), or None if they give none.
+
+    `tokens` are the corpus's first tokens, None for one that maps to <unk>; the prefix is taken from
+    the first run of known tokens, so every one of its tokens is in the vocabulary. Words: the first
+    `words` of them. Characters and bytes (decoded back to text): the first `chars` characters, run on
+    to the end of the word in progress when a space follows within `chars` more (no space in sight,
+    as in Chinese text: exactly `chars`); leading and trailing blanks are left out.
+    """
+    known: list[str] = []
+    for t in tokens:
+        if t is None:
+            if known:
+                break
+            continue
+        known.append(t)
+    if token == "word":
+        return " ".join(known[:words]) or None
+    text = "".join(known)
+    if token == "byte":  # one latin-1 character per byte; a character cut at the end is dropped
+        text = text.encode("latin-1").decode("utf-8", errors="ignore")
+    text = text.lstrip().lstrip("\ufeff").lstrip()
+    head = text[:chars]
+    if len(text) > chars and not text[chars].isspace():
+        end = next((i for i in range(chars, min(len(text), 2 * chars)) if text[i].isspace()), None)
+        if end is not None:
+            head = text[:end]
+    return head.rstrip() or None
 
 
 class Vocab:

@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from rnnlab.data.sampling import eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.corpus import load_ids
-from rnnlab.data.text import Vocab
+from rnnlab.data.text import BOOK_PREFIX, Vocab, opening_prefix
 from rnnlab.errors import ConfigError, require
 
 
@@ -17,7 +17,10 @@ class TimeMachineDataModule(L.LightningDataModule):
 
     Training batches come from the book's random or sequential sampler (a fresh offset every epoch);
     validation walks the whole held-out stream once, as `val_batch_size` continuous rows.
+    `sample_prefix` is the text generated samples continue by default (`sample_prefix` below).
     """
+
+    PREFIX_SCAN = 1000  # tokens from the corpus's start in which its default sample prefix is looked for
 
     def __init__(
         self,
@@ -36,6 +39,7 @@ class TimeMachineDataModule(L.LightningDataModule):
         max_vocab: int | None = None,
         unk: bool = True,
         cache_dir: str | None = None,
+        sample_prefix: str | None = None,
     ):
         super().__init__()
         # Each option's type and range: rnnlab.schema, before anything is built. Here: how options combine.
@@ -49,6 +53,7 @@ class TimeMachineDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.max_tokens, self.min_freq, self.seed = max_tokens, min_freq, seed
         self.preprocess, self.max_vocab, self.unk, self.cache_dir = preprocess, max_vocab, unk, cache_dir
+        self._sample_prefix = sample_prefix
         self.vocab: Vocab | None = None
         self.train_tokens = self.val_tokens = self.test_tokens = None
 
@@ -118,7 +123,29 @@ class TimeMachineDataModule(L.LightningDataModule):
         prefixes are processed as the corpus was), and the sampling (whether the state is carried)."""
         self.prepare_corpus()
         return {"vocab": list(self.vocab.idx_to_token), "token": self.token, "preprocess": self.preprocess,
-                "sampling": self.sampling}
+                "sampling": self.sampling, "sample_prefix": self.sample_prefix}
+
+    @property
+    def is_book(self) -> bool:
+        """The bundled Time Machine with the book's preprocessing (what d2l trains on)."""
+        return self.path in (None, "") and self.preprocess == "book"
+
+    @property
+    def sample_prefix(self) -> str:
+        """The text samples continue unless a prefix is given: `data.sample_prefix`; without one, the
+        book's "time traveller" on the book's corpus, and on any other the corpus's own opening (its
+        first 10 or so characters or first 2 words, after its preprocessing, only tokens of the
+        vocabulary: rnnlab.data.text.opening_prefix), so a sample is in the corpus's language and script."""
+        if self._sample_prefix is not None:
+            return self._sample_prefix
+        if self.is_book:
+            return BOOK_PREFIX
+        self.prepare_corpus()
+        ids = self.train_tokens[: self.PREFIX_SCAN].tolist()
+        unk = self.vocab.unk if self.token != "byte" else None  # 256 byte ids: every byte is known
+        opening = opening_prefix([None if i == unk else self.vocab.idx_to_token[i] for i in ids], self.token)
+        # Nothing but <unk> or blanks at the start: the most frequent token.
+        return opening or self.vocab.idx_to_token[1 if len(self.vocab) > 1 else 0]
 
     @property
     def vocab_size(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import Vocab, prefix_tokens
+from rnnlab.data.text import BOOK_PREFIX, Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, recurrent_weight_names
@@ -22,6 +23,8 @@ from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 
+
+log = logging.getLogger(__name__)
 
 EPOCH_STATE_KEY = "rnnlab_epoch_state"
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "lr": 1.0}  # the book's
@@ -41,6 +44,11 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
     and are built here, so checkpoints hold only data and load with `weights_only=True`. A checkpoint
     saved mid-epoch also holds the epoch's carried hidden state, running training NLL and elapsed
     time, so a resume continues the epoch exactly.
+
+    `sample_prefix` (from the data module: data.sample_prefix, or the corpus's own opening) is what
+    generation continues when no prefix is given; it is kept in the checkpoint, so the tools
+    (rnnlab-generate, eval.py) continue the training run's prefix. Checkpoints from before it: the
+    book's "time traveller".
     """
 
     def __init__(
@@ -55,6 +63,7 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         weight_drop: float = 0.0,
         preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
         sampling: str = "sequential",  # the data's sampling: sequential carries the state across batches
+        sample_prefix: str | None = None,  # the data's default generation prefix (None: the book's)
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
@@ -62,7 +71,8 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
             core=plain_spec(core, "module.core"), vocab=vocab, token=token,
             optimizer=plain_spec(optimizer if optimizer is not None else DEFAULT_OPTIMIZER, "module.optimizer"),
             scheduler=plain_spec(scheduler, "module.scheduler"), embedding_dim=embedding_dim, dropout=dropout,
-            weight_drop=weight_drop, preprocess=preprocess, sampling=sampling), logger=False)
+            weight_drop=weight_drop, preprocess=preprocess, sampling=sampling, sample_prefix=sample_prefix),
+            logger=False)
         self.vocab = Vocab.from_tokens_list(vocab)
         self.token, self.preprocess = token, preprocess
         self.vocab_size = len(vocab)
@@ -79,6 +89,7 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
         self.train_state, self._val_state = CarriedState(), None
         self._epoch_t0 = self._train_seconds = None
+        self._checked_prefixes: set[str] = set()
 
     # model -------------------------------------------------------------------------------------
     def encode(self, tokens: Tensor) -> Tensor:
@@ -90,7 +101,15 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         return x if self.dropout is None else self.dropout(x)
 
     def forward(self, tokens: Tensor, state=None):
-        """tokens (batch, time) -> logits (batch, time, vocab) and the core's final state."""
+        """tokens (batch, time) -> logits (batch, time, vocab) and the core's final state.
+
+        Token ids may be of any integer dtype: the data module keeps its corpus in the narrowest one
+        (uint8/int16/int32, rnnlab.data.corpus), and windows of it can be fed as they are; they are
+        widened to int64 on their device (a kernel, no host sync) for the embedding or the one-hot."""
+        if tokens.dtype != torch.long:
+            if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+                raise TypeError(f"token ids must be an integer tensor, got {tokens.dtype}")
+            tokens = tokens.long()
         x = self.encode(tokens)
         if self.training and self._recurrent_weights:
             dropped = {n: F.dropout(self.core.get_parameter(n), self.weight_drop, training=True)
@@ -191,19 +210,46 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         return configure_optimizers(self)
 
     # generation --------------------------------------------------------------------------------
+    @property
+    def sample_prefix(self) -> str:
+        """The prefix generation continues by default: the training data's sample prefix."""
+        return self.hparams.get("sample_prefix") or BOOK_PREFIX
+
+    def unknown_prefix_tokens(self, prefix: str) -> list[str]:
+        """The distinct tokens of `prefix` (processed as the corpus was) that are not in the vocabulary."""
+        known = self.vocab.token_to_idx
+        return list(dict.fromkeys(t for t in prefix_tokens(prefix, self.token, self.preprocess) if t not in known))
+
+    def check_prefix(self, prefix: str) -> None:
+        """Log one warning line, once per prefix, if `prefix` has tokens the model reads as <unk>
+        (e.g. the book's prefix on a corpus in another script)."""
+        if prefix in self._checked_prefixes:
+            return
+        self._checked_prefixes.add(prefix)
+        unknown = self.unknown_prefix_tokens(prefix)
+        if unknown:
+            kind = {"word": "words", "byte": "bytes"}.get(self.token, "characters")
+            shown = ", ".join(repr(t) for t in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            log.warning("sample prefix %r has %s outside the vocabulary, read as <unk>: %s; give a prefix in the "
+                        "corpus's own text", prefix, kind, shown)
+
     def prefix_indices(self, prefix: str) -> list[int]:
-        """Process and tokenize a prefix as the corpus was; unknown tokens map to <unk>."""
+        """Process and tokenize a prefix as the corpus was; unknown tokens map to <unk> (with a warning)."""
         tokens = prefix_tokens(prefix, self.token, self.preprocess)
         if not tokens:
             raise ConfigError(f"prefix={prefix!r} is empty: give at least one {self.token}")
+        self.check_prefix(prefix)
         return self.vocab[tokens]
 
     @torch.no_grad()
-    def generate(self, prefix: str, num_tokens: int, temperature: float = 0.0,
+    def generate(self, prefix: str | None, num_tokens: int, temperature: float = 0.0,
                  generator: torch.Generator | None = None) -> str:
-        """Continue `prefix` by `num_tokens`: warm up on the prefix, then argmax (temperature 0) or sample."""
+        """Continue `prefix` (None: `sample_prefix`) by `num_tokens`: warm up on the prefix, then argmax
+        (temperature 0) or sample."""
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
             raise ConfigError(f"temperature={temperature!r} is invalid: must be a finite number >= 0 (0: greedy)")
+        if prefix is None:
+            prefix = self.sample_prefix
         was_training = self.training
         self.eval()
         try:

@@ -9,19 +9,27 @@ stored in the checkpoint); the data options the module depends on (`sampling`, `
 Evaluation, in original units, with rolling origins: every target t of a part whose origin t - k
 lies in the part is forecast from the observations up to t - k, reading the last `eval_context`
 of them (the MLP its tau lags; null: the whole history). For every k in `ks`: MAE, RMSE and MASE
-of the model and, by the same code, of persistence (y_t = y_{t-k}) and seasonal naive
-(y_t = y_{t - m ceil(k/m)}, with a season m). The sine also keeps the book's MSE metrics.
+of the model and, by the same code, of persistence (y_t = y_{t-k}), seasonal naive
+(y_t = y_{t - m ceil(k/m)}, with a season m) and, on the test part, a least-squares autoregression
+(rnnlab.baselines). The sine also keeps the book's MSE metrics.
+
+Prediction intervals are split-conformal: after every validation the absolute errors of the
+h-step forecasts over the validation part give, per horizon h and column, the width that covers
+`interval` of them (the finite-sample rank ceil((n + 1) * interval)); the widths are a buffer, so
+each checkpoint holds the ones of its own weights. The test part reports their coverage.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Sequence
+
+import math
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from rnnlab.baselines import Autoregression, persistence, seasonal_naive
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
 from rnnlab.errors import require
 from rnnlab.models.forecaster import as_forecaster
@@ -39,14 +47,21 @@ def scores(pred: Tensor, target: Tensor, scale: Tensor) -> dict[str, Tensor]:
     return {"mae": mae, "rmse": err.pow(2).mean(0).sqrt(), "mase": mae / scale}
 
 
-def persistence(levels: Tensor, targets: Tensor, k: int) -> Tensor:
-    """y_t = y_{t-k}: the last observation at the origin."""
-    return levels[targets - k]
+ORIGIN_CHUNK = 1024  # origins forecast at once: memory stays bounded on series of a million rows
 
 
-def seasonal_naive(levels: Tensor, targets: Tensor, k: int, season: int) -> Tensor:
-    """y_t = y_{t - m ceil(k/m)}: the same season of the last cycle observed at the origin."""
-    return levels[targets - season * math.ceil(k / season)]
+def conformal_width(errors: Tensor, level: float) -> Tensor:
+    """Per column, the absolute error that covers `level` of future errors (split conformal): the
+    ceil((n + 1) * level)-th smallest of n, or the largest when n is too small for that rank."""
+    n = len(errors)
+    rank = min(n, max(1, math.ceil((n + 1) * level)))
+    return errors.abs().sort(0).values[rank - 1]
+
+
+def auto_rollout(ks: Sequence[int], num_steps: int) -> int:
+    """Steps a recurrent core trains on its own predictions when `rollout_steps` is null: the longest
+    horizon, at most half the window (the first half reads observations)."""
+    return min(max(ks), num_steps // 2)
 
 
 class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
@@ -60,8 +75,9 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         sampling: str = "random",
         num_steps: int = 32,
         eval_context: int | None = 64,
-        rollout_steps: int = 0,
+        rollout_steps: int | None = 0,
         residual: bool = False,
+        interval: float = 0.9,
     ):
         super().__init__()
         # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
@@ -77,8 +93,13 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         origin_from, score_from, end = self.spec.test
         require(max(score_from, origin_from + max(self.ks)) < end, "module.ks",
                 f"the longest horizon must fit the test part ({end - origin_from} rows)", list(self.ks))
+        if rollout_steps is None:  # auto: trained for its horizons (the MLP as the book: teacher forcing)
+            rollout_steps = 0 if self.core.lags else auto_rollout(self.ks, num_steps)
         require(isinstance(rollout_steps, int) and 0 <= rollout_steps < num_steps, "module.rollout_steps",
                 f"must be 0 or a positive integer smaller than data.num_steps={num_steps}", rollout_steps)
+        require(isinstance(interval, float) and 0 < interval < 1, "module.interval",
+                "must lie strictly between 0 and 1 (the coverage of the prediction intervals)", interval)
+        self.interval = interval
         require(isinstance(residual, bool), "module.residual", "must be true or false", residual)
         self.rollout_steps, self.residual = rollout_steps, residual
         # Observations a forecast reads: the MLP its lags, a recurrent core the last eval_context, or all (None).
@@ -87,6 +108,10 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         self.register_buffer("mean", torch.tensor(self.spec.mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(self.spec.std, dtype=torch.float32), persistent=False)
         self.register_buffer("naive_scale", torch.tensor(self.spec.naive_scale, dtype=torch.float32), persistent=False)
+        # Interval half-widths per horizon 1..max(ks) and column, in original units (NaN: not calibrated).
+        # Not a buffer: weight averaging (EMAWeightAveraging) swaps buffers with its averaged copy's, which
+        # were never calibrated; the checkpoint keeps them as plain data (on_save_checkpoint).
+        self.interval_width = torch.full((max(self.ks), columns), float("nan"))
         self.target_index = [self.spec.columns.index(t) for t in self.spec.targets]
         self.train_state = CarriedState()
         self.carry = sampling == "sequential"
@@ -164,9 +189,12 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
     def forecast_levels(self, levels: Tensor, origins: Tensor, steps: int) -> Tensor:
         """Forecasts in original units (N, steps, C) of the `steps` values after each origin."""
         z = to_model_space(levels, self.mean, self.std, bool(self.diff))
-        first, state = self.start_at(z, origins)
-        pred = self.continue_rollout(first, state, steps)
-        return to_levels(pred, levels[origins], self.mean, self.std, bool(self.diff))
+        chunks = origins.split(ORIGIN_CHUNK) if self.window is not None else (origins,)
+        preds = []
+        for chunk in chunks:
+            first, state = self.start_at(z, chunk)
+            preds.append(self.continue_rollout(first, state, steps))
+        return to_levels(torch.cat(preds), levels[origins], self.mean, self.std, bool(self.diff))
 
     def min_origin(self) -> int:
         """The first origin with a full evaluation window behind it."""
@@ -184,17 +212,37 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
             out[k] = (origins[keep] + k, pred[keep, k - 1])
         return out
 
-    def part_scores(self, levels: Tensor, part: Sequence[int], ks: Sequence[int], forecasts=None) -> dict[str, Tensor]:
-        """Model and baseline scores per k, named as in metrics.json below `test/` or `val/`."""
+    def autoregression(self, levels: Tensor, part: Sequence[int], ks: Sequence[int]):
+        """The classical model's rolling forecasts {k: (t, forecasts (n, C))} over a part, fitted on
+        the training part, and its order."""
+        z = to_model_space(levels.double().cpu(), self.mean.double().cpu(), self.std.double().cpu(), bool(self.diff))
+        ar = Autoregression.fit(z, self.spec.train_end - self.diff)
+        origin_from, score_from, end = part
+        first = max(origin_from, score_from - max(ks), ar.order - 1 + self.diff)
+        origins = torch.arange(first, end - 1)
+        pred = to_levels(ar.forecast(z, origins - self.diff, max(ks)), levels.double().cpu()[origins],
+                         self.mean.double().cpu(), self.std.double().cpu(), bool(self.diff))
+        out = {}
+        for k in ks:
+            keep = (origins + k < end) & (origins + k >= score_from)
+            out[k] = ((origins[keep] + k).to(levels.device), pred[keep, k - 1].to(levels))
+        return out, ar.order
+
+    def part_scores(self, levels: Tensor, part: Sequence[int], ks: Sequence[int], forecasts=None,
+                    classical=None) -> dict[str, Tensor]:
+        """Model and baseline scores per k, named as in metrics.json below `test/` or `val/`; `classical`:
+        the autoregression's forecasts (`autoregression()`), scored as `ar_*`."""
         forecasts = forecasts or self.rolling(levels, part, ks)
         y = levels[:, self.target_index]
         out = {}
         for k, (t, pred) in forecasts.items():
-            methods = {"": pred[:, self.target_index], "naive_": persistence(y, t, k)}
+            methods = {"": (t, pred[:, self.target_index]), "naive_": (t, persistence(y, t, k))}
             if self.spec.season:
-                methods["snaive_"] = seasonal_naive(y, t, k, self.spec.season)
-            for prefix, p in methods.items():
-                for metric, value in scores(p, y[t], self.naive_scale).items():
+                methods["snaive_"] = (t, seasonal_naive(y, t, k, self.spec.season))
+            if classical is not None:
+                methods["ar_"] = (classical[k][0], classical[k][1][:, self.target_index])
+            for prefix, (tm, p) in methods.items():
+                for metric, value in scores(p, y[tm], self.naive_scale).items():
                     if len(self.spec.targets) == 1:
                         out[f"{prefix}{metric}_k{k}"] = value[0]
                         continue
@@ -204,37 +252,69 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
                         out[f"{prefix}mase_k{k}"] = value.mean()
         return out
 
+    def scorable(self, part: Sequence[int], ks: Sequence[int]) -> list[int]:
+        """The horizons a part can score: some origin in the part with its target in the part."""
+        origin_from, score_from, end = part
+        return [k for k in ks if max(score_from, origin_from + k) < end]
+
     def validation_step(self, batch, batch_idx):
         levels = batch["levels"]
-        (t, pred), = self.rolling(levels, self.spec.val, (1,)).values()
-        self._validation = (levels, t, pred)  # for validation_forecast (figures during training)
+        # One rolling pass gives every horizon up to the longest: 1-step MSE, MASE over ks, interval widths.
+        horizons = self.scorable(self.spec.val, range(1, max(self.ks) + 1))
+        forecasts = self.rolling(levels, self.spec.val, horizons)
+        self._validation = (levels, forecasts)  # for validation_forecast (figures during training)
+        t, pred = forecasts[1]
         self.log("val/mse", ((pred - levels[t]) / self.std).pow(2).mean(), prog_bar=True)
-        origin_from, score_from, end = self.spec.val
-        ks = [k for k in self.ks if max(score_from, origin_from + k) < end]  # the horizons the part can score
+        ks = [k for k in self.ks if k in forecasts]
         if ks:
-            results = self.part_scores(levels, self.spec.val, ks)
+            results = self.part_scores(levels, self.spec.val, ks, {k: forecasts[k] for k in ks})
             self.log("val/mase", torch.stack([results[f"mase_k{k}"] for k in ks]).mean())
+        widths = torch.full_like(self.interval_width, float("nan"))
+        for h, (th, ph) in forecasts.items():
+            widths[h - 1] = conformal_width(ph - levels[th], self.interval).cpu()
+        self.interval_width = widths
+
+    def interval_widths(self, steps: int) -> Tensor | None:
+        """Half-widths (steps, C) of the prediction intervals of horizons 1..steps, in original units;
+        beyond the longest calibrated horizon H they grow as sqrt(h / H) (errors adding up like a
+        random walk's). None before any validation (no calibration yet)."""
+        widths = self.interval_width
+        calibrated = torch.isfinite(widths).all(1).nonzero().flatten()
+        if len(calibrated) == 0:
+            return None
+        last = int(calibrated.max()) + 1
+        h = torch.arange(1, steps + 1, device=widths.device, dtype=widths.dtype)
+        grown = widths[last - 1] * (h / last).sqrt()[:, None]
+        head = widths[: min(steps, last)]
+        out = torch.cat([head, grown[len(head):]]) if steps > len(head) else head
+        return torch.where(torch.isfinite(out), out, grown)
 
     @torch.no_grad()
     def validation_forecast(self) -> dict:
         """The last validation's forecasts of the target, for rnnlab.dashboard.forecast: the observed
         `series`, and `predictions` {name: (target times, values)}: 1-step and the longest horizon the
         validation part can score."""
-        levels, t, pred = self._validation
+        levels, forecasts = self._validation
         col = self.target_index[0]  # the first target column
+        t, pred = forecasts[1]
         out = {"1-step": (t, pred[:, col])}
-        origin_from, score_from, end = self.spec.val
-        ks = [k for k in self.ks if k > 1 and max(score_from, origin_from + k) < end]
+        ks = [k for k in self.ks if k > 1 and k in forecasts]
         if ks:
-            (tk, pk), = self.rolling(levels, self.spec.val, (max(ks),)).values()
+            tk, pk = forecasts[max(ks)]
             out[f"{max(ks)}-step"] = (tk, pk[:, col])
         return {"series": levels[:, col], "predictions": out}
 
     def test_step(self, batch, batch_idx):
         levels = batch["levels"]
         forecasts = self.rolling(levels, self.spec.test, self.ks)
-        for name, value in self.part_scores(levels, self.spec.test, self.ks, forecasts).items():
+        classical, order = self.autoregression(levels, self.spec.test, self.ks)
+        for name, value in self.part_scores(levels, self.spec.test, self.ks, forecasts, classical).items():
             self.log(f"test/{name}", value)
+        self.log("test/ar_order", float(order))
+        widths = self.interval_widths(max(self.ks))
+        if widths is not None:
+            for name, value in self.coverage(levels, forecasts, widths.to(levels.device)).items():
+                self.log(f"test/{name}", value)
         start = self.spec.multistep_from
         origin = torch.tensor([start - 1], device=levels.device)
         multistep = self.forecast_levels(levels, origin, len(levels) - start)[0]
@@ -243,7 +323,32 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         onestep_part = [self.spec.test[0], self.spec.test[0], self.spec.test[2]]
         self.forecasts = {"levels": levels.cpu(), "k_step": {k: (t.cpu(), p.cpu()) for k, (t, p) in forecasts.items()},
                           "onestep": tuple(x.cpu() for x in self.rolling(levels, onestep_part, (1,))[1]),
-                          "multistep": (torch.arange(start, len(levels)), multistep.cpu()), "spec": self.spec}
+                          "multistep": (torch.arange(start, len(levels)), multistep.cpu()), "spec": self.spec,
+                          "widths": None if widths is None else widths.cpu(), "interval": self.interval}
+
+    def coverage(self, levels: Tensor, forecasts: dict, widths: Tensor) -> dict[str, Tensor]:
+        """Per k: the share of targets inside forecast +- width (`coverage_k{k}`, to hold `interval`) and the
+        mean width (`width_k{k}`, original units); per column too when there are several targets."""
+        out = {}
+        several = len(self.target_index) > 1
+        for k, (t, pred) in forecasts.items():
+            w = widths[k - 1, self.target_index]
+            inside = ((pred[:, self.target_index] - levels[t][:, self.target_index]).abs() <= w).float().mean(0)
+            out[f"coverage_k{k}"] = inside.mean()
+            if several:
+                for name, c, wc in zip(self.spec.targets, inside, w):
+                    out[f"{name}/coverage_k{k}"], out[f"{name}/width_k{k}"] = c, wc
+            else:
+                out[f"width_k{k}"] = w[0]
+        return out
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["interval_width"] = self.interval_width.tolist()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints from before the intervals hold no widths: they load uncalibrated (NaN)."""
+        if "interval_width" in checkpoint:
+            self.interval_width = torch.tensor(checkpoint["interval_width"], dtype=torch.float32)
 
     def _log_book_metrics(self, batch, forecasts, multistep) -> None:
         """The sine's metrics as the book reports them: MSE against the data and the noise-free sine."""

@@ -93,7 +93,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     logged = set(metrics)  # the validate and test loops have logged these already
     if task == "lm":
         with_bits_per_char(metrics, module.token)
-        prefix = cfg.prefix or OmegaConf.select(run_cfg, "callbacks.text_sample.prefix", default="time traveller")
+        # The training run's prefix: its text samples' own, else its data's (kept in the checkpoint).
+        prefix = cfg.prefix or OmegaConf.select(run_cfg, "callbacks.text_sample.prefix", default=None) \
+            or module.sample_prefix
         module.to(trainer.strategy.root_device)
         metrics["sample/greedy"] = module.generate(prefix, cfg.num_tokens, temperature=0.0)
         metrics["sample/sampled"] = module.generate(prefix, cfg.num_tokens, temperature=cfg.temperature,

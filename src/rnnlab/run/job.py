@@ -198,7 +198,11 @@ def main_task(cfg: DictConfig) -> float | None:
         status = {ConfigError: "config_error", DivergenceError: "diverged", CheckpointWriteError: "checkpoint_error"}
         record = {"status": next(v for k, v in status.items() if isinstance(e, k)), "error": str(e)}
         last = output_dir / "checkpoints" / "last.ckpt"
-        if isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
+        good = getattr(e, "good_checkpoint", None)  # set when last.ckpt holds diverged weights
+        if good is not None:
+            if good:
+                record["last_good_checkpoint"] = good
+        elif isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
             record["last_good_checkpoint"] = str(last)
         refused_resume = isinstance(e, ConfigError) and cfg.get("ckpt_path") is not None
         main_process = rank_zero_only.rank == 0  # under DDP every process meets the error; one reports it
@@ -210,7 +214,8 @@ def main_task(cfg: DictConfig) -> float | None:
             print(error_line(e), file=sys.stderr)
         sys.exit(USER_ERROR_EXIT if isinstance(e, ConfigError) else 1)
     summary = {k: v for k, v in metrics.items()
-               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
+               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k",
+                                                     "test/ar_mase_k", "test/coverage_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
     if "lr_find/suggestion" in metrics:
         lr = metrics["lr_find/suggestion"]
         hint = "" if metrics["status"] != "tuned" or lr is None else f"; train with it: tune.apply=true or optimizer.lr={lr:.4g}"
