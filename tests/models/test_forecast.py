@@ -103,7 +103,7 @@ def test_forecasts_read_nothing_after_their_origin(context):
 
 
 FAST_SERIES = ["model=gru", "model.hidden_size=8", "data.num_steps=16", "data.batch_size=4", "data.eval_context=16",
-               "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0"]
+               "data.sampling=random", "trainer.max_epochs=1", "trainer.num_sanity_val_steps=0"]
 
 
 def run_and_forecast(make_cfg, tmp_path, capsys, data, steps):

@@ -164,6 +164,7 @@ def test_checkpoints_are_replaced_atomically(tmp_path):
 
 
 # Multirun with several processes, and load --------------------------------------------------------
+@pytest.mark.slow  # a long process test (15-18 s); the default suite keeps a shorter one of its kind
 def test_ddp_inside_a_multirun_one_directory_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "train.py", "-m", *TINY, "model=rnn,gru", "trainer.strategy=ddp",
@@ -175,6 +176,7 @@ def test_ddp_inside_a_multirun_one_directory_per_job(tmp_path):
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "ok"
 
 
+@pytest.mark.slow  # a long process test (15-18 s); the default suite keeps a shorter one of its kind
 def test_eight_jobs_on_two_joblib_workers_one_failing(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "train.py", "-m", *TINY, "launcher=joblib", "hydra.launcher.n_jobs=2",

@@ -53,7 +53,7 @@ def assert_same_end(resumed: dict, whole: dict) -> None:
     assert resumed["train/ppl"] == pytest.approx(whole["train/ppl"], abs=1e-4)  # the resumed epoch's running NLL
 
 
-@pytest.mark.parametrize("signal", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signal", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])  # one in the default suite
 def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninterrupted_run(tmp_path, uninterrupted,
                                                                                             signal):
     run = tmp_path / "run"
