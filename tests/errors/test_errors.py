@@ -216,11 +216,13 @@ def test_process_bad_trainer_option_one_line_no_event_file(tmp_path):
 
 
 @pytest.mark.parametrize("override, line", [
-    ("trainer.precison=7", "error: Could not override 'trainer.precison'. To append to your config use +trainer.precison=7"),
+    pytest.param("trainer.precison=7", "error: Could not override 'trainer.precison'. To append to your config use "
+                 "+trainer.precison=7", marks=pytest.mark.slow),  # one process run per error path stays in the default suite
     ("model=transformer", "error: In 'train': Could not find 'model/transformer'; Available options in 'model': gru; "
                           "gru_scratch; lstm; lstm_scratch; mlp; rnn; rnn_scratch"),
-    ("logger=null", "error: Config group override must be a string or a list. Got NoneType; logger=null: logger is "
-                    "a config group, give one of its options (~logger leaves the group out)"),  # Hydra's ValueError
+    pytest.param("logger=null", "error: Config group override must be a string or a list. Got NoneType; logger=null: "
+                 "logger is a config group, give one of its options (~logger leaves the group out)",
+                 marks=pytest.mark.slow),  # Hydra's ValueError
 ])
 def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
     proc = train(override, f"hydra.run.dir={tmp_path / 'run'}")
@@ -230,8 +232,8 @@ def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
 
 
 @pytest.mark.parametrize("override, line", [
-    ("model=mlp", "error: model.tau cannot be resolved (Interpolation key 'data.tau' not found): the chosen config "
-                  "groups do not go together (task=lm, model=mlp, data=timemachine)"),
+    pytest.param("model=mlp", "error: model.tau cannot be resolved (Interpolation key 'data.tau' not found): the "
+                 "chosen config groups do not go together (task=lm, model=mlp, data=timemachine)", marks=pytest.mark.slow),
     ("~optimizer", "error: module.optimizer cannot be resolved (Interpolation key 'optimizer' not found): the "
                    "chosen config groups do not go together (task=lm, model=lstm, data=timemachine)"),
 ])
@@ -260,6 +262,7 @@ def test_process_data_set_of_another_task_names_the_task(tmp_path, overrides, li
     assert_refused_run(run, line)
 
 
+@pytest.mark.slow  # 11 s; DDP itself is in the default suite (tests/runs/test_reliability.py)
 def test_process_ddp_error_is_reported_once(tmp_path):
     """Every DDP process meets a corpus too short for its batches: the main process writes metrics.json
     and prints the one line, the others exit with the same status quietly."""
@@ -274,7 +277,7 @@ def test_process_ddp_error_is_reported_once(tmp_path):
     assert not list(run.glob("metrics.json.*"))
 
 
-@pytest.mark.parametrize("command", [["eval.py"], ["-m", "rnnlab.cli.eval"]])
+@pytest.mark.parametrize("command", [["eval.py"], pytest.param(["-m", "rnnlab.cli.eval"], marks=pytest.mark.slow)])
 def test_eval_entry_points_share_the_error_path(tmp_path, command):
     """eval.py and rnnlab-eval: a bad override is one line and exit status 2, as for train.py."""
     proc = subprocess.run([sys.executable, *command, f"ckpt_path={tmp_path / 'x.ckpt'}", "logger=nope",
@@ -304,7 +307,7 @@ def test_process_fifo_data_path_is_refused_without_reading(tmp_path):
     assert one_error_line(proc.stderr) == f"error: data.path='{fifo}' is a FIFO, not a regular file: give a UTF-8 text file"
 
 
-@pytest.mark.parametrize("where", ["file", "proc"])
+@pytest.mark.parametrize("where", ["file", pytest.param("proc", marks=pytest.mark.slow)])
 def test_unwritable_run_directory_is_one_line_naming_it(tmp_path, where):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a directory")
