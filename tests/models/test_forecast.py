@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rnnlab.data.series import SeriesSpec
+from rnnlab.errors import ConfigError
 from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.models.forecaster import Forecaster
 from rnnlab.models.regressor import SequenceRegressor
@@ -247,6 +248,10 @@ def test_tiny_sunspots_run_derives_its_windows_scores_the_classical_model_and_co
         assert metrics[f"test/ar_mase_k{k}"] > 0 and 0 <= metrics[f"test/coverage_k{k}"] <= 1
         assert metrics[f"test/width_k{k}"] > 0
     assert 1 <= metrics["test/ar_order"] <= 64
+    from rnnlab.checkpoints import check_format
+
+    last = run / "checkpoints" / "last.ckpt"
+    check_format(torch.load(last, weights_only=True), last, "ckpt_path")  # resumable: the format number is written
     out = tmp_path / "next.csv"
     capsys.readouterr()
     assert forecast_main([str(run / "checkpoints" / "last.ckpt"), "--csv", str(_bundled(cfg)), "--steps", "12",
@@ -257,3 +262,34 @@ def test_tiny_sunspots_run_derives_its_windows_scores_the_classical_model_and_co
     width = frame["sunspots_upper"] - frame["sunspots"]
     assert (width > 0).all() and (frame["sunspots"] - frame["sunspots_lower"]).sub(width).abs().max() < 1e-3
     assert width.iloc[-1] >= width.iloc[0]  # beyond the calibrated horizons they only widen
+
+
+class PerfectStep(Forecaster):
+    """Predicts z + 1: exact on the series z_t = t, teacher-forced or fed its own predictions."""
+
+    def __init__(self, input_size=None):
+        super().__init__()
+        self.unused = torch.nn.Linear(1, 1)  # an optimizer needs a parameter
+
+    def forward(self, x, state=None):
+        return x + 1, state
+
+    @staticmethod
+    def cat_states(states):
+        return None
+
+
+@pytest.mark.parametrize("rollout", [0, 1, 3])
+def test_a_perfect_model_has_zero_loss_with_or_without_rollout(rollout):
+    """The free-running predictions are compared with the values they predict (not one step later)."""
+    model = SequenceRegressor(core={"_target_": f"{__name__}.PerfectStep"}, series=spec(), ks=(1,), num_steps=8,
+                              rollout_steps=rollout)
+    x = torch.arange(8.0)[None, :, None]
+    loss, _ = model.window_loss(x, x + 1)
+    assert loss.item() == 0.0
+
+
+def test_horizons_must_leave_one_the_validation_part_can_score():
+    with pytest.raises(ConfigError, match=r"module.ks=\[3\] is invalid: give at least one horizon shorter than the "
+                                          r"validation part \(2 rows\)"):
+        SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(3,))

@@ -93,6 +93,10 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         origin_from, score_from, end = self.spec.test
         require(max(score_from, origin_from + max(self.ks)) < end, "module.ks",
                 f"the longest horizon must fit the test part ({end - origin_from} rows)", list(self.ks))
+        val_from, val_score_from, val_end = self.spec.val
+        require(self.scorable(self.spec.val, self.ks), "module.ks", "give at least one horizon shorter than the "
+                f"validation part ({val_end - val_from} rows), which checkpoints and early stopping score (val/mase)",
+                list(self.ks))
         if rollout_steps is None:  # auto: trained for its horizons (the MLP as the book: teacher forcing)
             rollout_steps = 0 if self.core.lags else auto_rollout(self.ks, num_steps)
         require(isinstance(rollout_steps, int) and 0 <= rollout_steps < num_steps, "module.rollout_steps",
@@ -145,17 +149,23 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        w = self.core.warmup
-        if self.rollout_steps:
-            teacher_forced, free, state = self.free_running(x, self.train_state.initial())
-            loss = (F.mse_loss(teacher_forced[:, w:], y[:, w:]) + F.mse_loss(free, y[:, -self.rollout_steps:])) / 2
-        else:
-            pred, state = self(x, self.train_state.initial())
-            loss = F.mse_loss(pred[:, w:], y[:, w:])
+        loss, state = self.window_loss(x, y, self.train_state.initial())
         self.train_state.keep(state)
         if is_logging_step(self.trainer):
             self.log("train/mse", loss)  # shown by rnnlab.callbacks.ProgressBar
         return loss
+
+    def window_loss(self, x: Tensor, y: Tensor, state=None):
+        """MSE of a training window (its warm-up excluded) and the state after it; with `rollout_steps`
+        R, the mean of the teacher-forced MSE and the MSE of the R free-running predictions, whose
+        i-th predicts y[warm - 1 + i] (the first is the last teacher-forced prediction)."""
+        w = self.core.warmup
+        if not self.rollout_steps:
+            pred, state = self(x, state)
+            return F.mse_loss(pred[:, w:], y[:, w:]), state
+        teacher_forced, free, state = self.free_running(x, state)
+        warm = x.shape[1] - self.rollout_steps
+        return (F.mse_loss(teacher_forced[:, w:], y[:, w:]) + F.mse_loss(free, y[:, warm - 1: -1])) / 2, state
 
     # forecasting ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -343,6 +353,7 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         return out
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)  # the checkpoint format number a resume checks
         checkpoint["interval_width"] = self.interval_width.tolist()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
