@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.sampling import SERIES_SAMPLINGS, OverlappingSampler, make_sampler, window_loader  # noqa: F401
 from rnnlab.data.table import BUNDLED_DIR, as_list, read_table
-from rnnlab.errors import ConfigError, require, require_choice, require_positive_int
+from rnnlab.errors import require, require_choice, require_positive_int
 
 BUNDLED = {"co2": "co2.csv", "macro": "macrodata.csv", "sunspots": "sunspots.csv", "elnino": "elnino.csv"}
 DEFAULT_KS = (1, 4, 16)   # horizons scored when data.ks is null: those the test part fits

@@ -15,8 +15,8 @@ of the model and, by the same code, of persistence (y_t = y_{t-k}), seasonal nai
 
 Prediction intervals are split-conformal: after every validation the absolute errors of the
 h-step forecasts over the validation part give, per horizon h and column, the width that covers
-`interval` of them (the finite-sample rank ceil((n + 1) * interval)); the widths are a buffer, so
-each checkpoint holds the ones of its own weights. The test part reports their coverage.
+`interval` of them (the finite-sample rank ceil((n + 1) * interval)); each checkpoint holds, as plain
+data, the widths of its own weights. The test part reports their coverage.
 """
 
 from __future__ import annotations
@@ -58,6 +58,17 @@ def conformal_width(errors: Tensor, level: float) -> Tensor:
     return errors.abs().sort(0).values[rank - 1]
 
 
+def by_horizon(origins: Tensor, pred: Tensor, part: Sequence[int], ks: Sequence[int]) -> dict:
+    """Per k: (target times t, forecasts (n, C)) of the targets t = origin + k the part scores, from
+    forecasts `pred` (origins, steps, C) of the steps after each origin."""
+    _, score_from, end = part
+    out = {}
+    for k in ks:
+        keep = (origins + k < end) & (origins + k >= score_from)
+        out[k] = (origins[keep] + k, pred[keep, k - 1])
+    return out
+
+
 def auto_rollout(ks: Sequence[int], num_steps: int) -> int:
     """Steps a recurrent core trains on its own predictions when `rollout_steps` is null: the longest
     horizon, at most half the window (the first half reads observations)."""
@@ -93,7 +104,7 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         origin_from, score_from, end = self.spec.test
         require(max(score_from, origin_from + max(self.ks)) < end, "module.ks",
                 f"the longest horizon must fit the test part ({end - origin_from} rows)", list(self.ks))
-        val_from, val_score_from, val_end = self.spec.val
+        val_from, _, val_end = self.spec.val
         require(self.scorable(self.spec.val, self.ks), "module.ks", "give at least one horizon shorter than the "
                 f"validation part ({val_end - val_from} rows), which checkpoints and early stopping score (val/mase)",
                 list(self.ks))
@@ -215,12 +226,7 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         origin_from, score_from, end = part
         top = max(ks)
         origins = torch.arange(max(origin_from, score_from - top, self.min_origin()), end - 1, device=levels.device)
-        pred = self.forecast_levels(levels, origins, top)
-        out = {}
-        for k in ks:
-            keep = (origins + k < end) & (origins + k >= score_from)
-            out[k] = (origins[keep] + k, pred[keep, k - 1])
-        return out
+        return by_horizon(origins, self.forecast_levels(levels, origins, top), part, ks)
 
     def autoregression(self, levels: Tensor, part: Sequence[int], ks: Sequence[int]):
         """The classical model's rolling forecasts {k: (t, forecasts (n, C))} over a part, fitted on
@@ -232,10 +238,7 @@ class SequenceRegressor(OptimizerStepLogging, RnnlabModule):
         origins = torch.arange(first, end - 1)
         pred = to_levels(ar.forecast(z, origins - self.diff, max(ks)), levels.double().cpu()[origins],
                          self.mean.double().cpu(), self.std.double().cpu(), bool(self.diff))
-        out = {}
-        for k in ks:
-            keep = (origins + k < end) & (origins + k >= score_from)
-            out[k] = ((origins[keep] + k).to(levels.device), pred[keep, k - 1].to(levels))
+        out = by_horizon(origins.to(levels.device), pred.to(levels), part, ks)
         return out, ar.order
 
     def part_scores(self, levels: Tensor, part: Sequence[int], ks: Sequence[int], forecasts=None,
