@@ -8,6 +8,10 @@ so the perplexity stays an honest held-out figure.
     python train.py -m experiment=best_char_lm_ensemble trainer.accelerator=gpu
 ends with `EnsembleReport`, a Hydra callback, writing <sweep dir>/ensemble.json;
 `rnnlab-ensemble <sweep dir>` scores a finished multirun again (other options, or after a failure).
+
+Members are the checkpoints inside the sweep's own job directories, wherever the sweep has been moved
+or copied; a missing, truncated or unreadable one refuses the ensemble in one line naming the job and
+the file, or (`rnnlab-ensemble --skip-damaged`) is left out and named in ensemble.json's `left_out`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,10 +31,10 @@ from torch import Tensor
 
 from rnnlab.dynamic_eval import dynamic_log_probs, perplexity
 from rnnlab.errors import ConfigError, require
-from rnnlab.checkpoints import load_language_model
+from rnnlab.checkpoints import load_language_model, read_checkpoint
 from rnnlab.run.build import build
 from rnnlab.schema import check_node, check_options
-from rnnlab.run.outputs import read_metrics
+from rnnlab.run.outputs import portable_path, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,46 +63,125 @@ def score_ensemble(models, tokens: Tensor, segment_len: int = 50, lr: float = 0.
     return result
 
 
-def member_checkpoints(sweep_dir: Path) -> list[Path]:
-    """The best checkpoint of every job of a multirun that ended well, in job order (a job whose
-    metrics.json cannot be read is left out, with a warning)."""
-    found = []
+@dataclass(frozen=True)
+class Member:
+    """A job of the multirun that ended well, and its best checkpoint inside the job's directory."""
+    job: str
+    checkpoint: Path
+
+
+def _recorded_output_dir(job_dir: Path) -> Path | None:
+    """Where Hydra ran the job (.hydra/hydra.yaml): older metrics.json files name checkpoints absolutely there."""
+    try:
+        value = OmegaConf.select(OmegaConf.load(job_dir / ".hydra" / "hydra.yaml"), "hydra.runtime.output_dir")
+    except Exception:  # no hydra.yaml, or not YAML: nothing to rebase on
+        return None
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def job_checkpoint(job_dir: Path, value: str) -> Path | None:
+    """The checkpoint `value` (metrics.json's best_checkpoint, as read_metrics resolves it) names inside
+    `job_dir`, or None when it names a file outside it. A value written relative is inside; an absolute one
+    (written before paths were relative) is taken from where the job ran to where its directory is now (a
+    moved or copied sweep scores its own files, never those it was copied from)."""
+    job_dir = Path(os.path.abspath(job_dir))
+    path = Path(os.path.normpath(value))
+    if not path.is_relative_to(job_dir):
+        ran_in = _recorded_output_dir(job_dir)
+        if ran_in is not None and path.is_relative_to(ran_in):
+            path = job_dir / path.relative_to(ran_in)
+    return path if path.is_relative_to(job_dir) else None
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why the member checkpoint `path` cannot be scored (missing, truncated, unreadable), or None."""
+    if not path.is_file():
+        return f"best_checkpoint={str(path)!r} is missing"
+    try:
+        read_checkpoint(path, option="best_checkpoint", mmap=True)  # the structure only: a truncated file fails here
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def member_checkpoints(sweep_dir: Path, skip_damaged: bool = False) -> tuple[list[Member], dict[str, str]]:
+    """The best checkpoint of every job of a multirun that ended well, in job order, and the jobs left out
+    (`skip_damaged`) for a missing, truncated or unreadable checkpoint, with the reason. Without
+    `skip_damaged` a damaged member is a ConfigError naming every damaged job and file. A job whose
+    metrics.json cannot be read is left out, with a warning."""
+    found, damaged = [], {}
     for metrics_file in sorted(sweep_dir.glob("*/metrics.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        job_dir = metrics_file.parent
         metrics = read_metrics(metrics_file)
         if metrics.get("status") == "unreadable":
-            log.warning("ensemble: job %s left out: %s", metrics_file.parent.name, metrics["error"])
-        if metrics.get("status") == "ok" and metrics.get("best_checkpoint"):
-            found.append(Path(metrics["best_checkpoint"]))
-    return found
+            log.warning("ensemble: job %s left out: %s", job_dir.name, metrics["error"])
+        value = metrics.get("best_checkpoint")
+        if metrics.get("status") != "ok" or not value:
+            continue
+        path = job_checkpoint(job_dir, str(value))
+        problem = (f"best_checkpoint={value!r} lies outside the job's directory {str(job_dir)!r}" if path is None
+                   else checkpoint_damage(path))
+        if problem is None:
+            found.append(Member(job_dir.name, path))
+        else:
+            damaged[job_dir.name] = problem
+    if damaged and not skip_damaged:
+        raise ConfigError(damage_message(sweep_dir, damaged))
+    return found, damaged
+
+
+def damage_message(sweep_dir: Path, damaged: dict[str, str], others: bool = True) -> str:
+    """One line naming every damaged job and its file, and what to do."""
+    jobs = ", ".join(f"job {job}: {problem}" for job, problem in damaged.items())
+    return (f"sweep_dir={str(sweep_dir)!r} has damaged members ({jobs}): retrain "
+            + ("those jobs, or score the others with --skip-damaged" if others else "them"))
 
 
 def write_report(sweep_dir: Path, data_cfg: DictConfig, device: str, segment_len: int = 50, lr: float = 1e-3,
-                 decay: float = 0.0) -> dict:
+                 decay: float = 0.0, skip_damaged: bool = False) -> dict:
     """Score the ensemble of a multirun's best checkpoints on the held-out stream of `data_cfg` (the
-    data config the members were trained on) and write it to <sweep_dir>/ensemble.json."""
-    checkpoints = member_checkpoints(sweep_dir)
-    if not checkpoints:
-        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no job that ended with a best checkpoint")
+    data config the members were trained on) and write it to <sweep_dir>/ensemble.json (its paths
+    relative to the sweep directory). A damaged member checkpoint refuses the ensemble, or with
+    `skip_damaged` is left out and recorded under `left_out`."""
+    members, left_out = member_checkpoints(sweep_dir, skip_damaged)
+    if not members:
+        raise ConfigError(damage_message(sweep_dir, left_out, others=False) if left_out else
+                          f"sweep_dir={str(sweep_dir)!r} holds no job that ended with a best checkpoint")
     check_node(data_cfg, "data")
     datamodule = build(data_cfg, "data")
     datamodule.setup("fit")
+    scored = []
 
-    def members():
-        for path in checkpoints:
-            model = load_language_model(path, map_location=device)
+    def models():
+        for member in members:
+            try:  # the structure was checked; damage inside the tensors shows only when they are read
+                model = load_language_model(member.checkpoint, map_location=device)
+            except ConfigError as e:
+                problem = str(e)
+                if not skip_damaged:
+                    raise ConfigError(damage_message(sweep_dir, {member.job: problem})) from None
+                left_out[member.job] = problem
+                continue
             if list(model.vocab.idx_to_token) != list(datamodule.vocab.idx_to_token):
-                raise ConfigError(f"{path} was trained on another vocabulary than the data config given")
+                raise ConfigError(f"job {member.job}: {member.checkpoint} was trained on another vocabulary than "
+                                  "the data config given")
+            scored.append(member)
             yield model
 
-    result = score_ensemble(members(), datamodule.val_tokens, segment_len, lr, decay)
-    result["checkpoints"] = [str(p) for p in checkpoints]
-    (sweep_dir / "ensemble.json").write_text(json.dumps(result, indent=2) + "\n")
+    result = score_ensemble(models(), datamodule.val_tokens, segment_len, lr, decay)
+    result["checkpoints"] = [portable_path(sweep_dir, m.checkpoint) for m in scored]
+    if left_out:
+        result["left_out"] = dict(left_out)
+    tmp = sweep_dir / f"ensemble.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(sweep_dir / "ensemble.json")  # whole or not at all
     return result
 
 
 def summary_line(result: dict) -> str:
+    left_out = "".join(f"; job {job} left out: {why}" for job, why in result.get("left_out", {}).items())
     return f"ensemble of {result['members']}: " + json.dumps(
-        {k: v for k, v in result.items() if k.startswith(("ensemble/", "member/"))})
+        {k: v for k, v in result.items() if k.startswith(("ensemble/", "member/"))}) + left_out
 
 
 class EnsembleReport(Callback):
@@ -125,7 +210,8 @@ class EnsembleReport(Callback):
         log.info("written: %s", sweep_dir / "ensemble.json")
 
 
-def rescore(sweep_dir: Path, device: str, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> dict:
+def rescore(sweep_dir: Path, device: str, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0,
+            skip_damaged: bool = False) -> dict:
     """Score a finished multirun again, with the data config its first job recorded."""
     configs = sorted(sweep_dir.glob("*/.hydra/config.yaml"), key=lambda p: (len(str(p)), str(p)))
     if not configs:
@@ -134,4 +220,4 @@ def rescore(sweep_dir: Path, device: str, segment_len: int = 50, lr: float = 1e-
         data_cfg = OmegaConf.load(configs[0]).data  # the members share it; the vocabulary is checked per member
     except Exception as e:
         raise ConfigError(f"{configs[0]} cannot be read as a job's config ({type(e).__name__})") from None
-    return write_report(sweep_dir, data_cfg, device, segment_len, lr, decay)
+    return write_report(sweep_dir, data_cfg, device, segment_len, lr, decay, skip_damaged)

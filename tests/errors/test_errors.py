@@ -410,12 +410,15 @@ def trained(tmp_path_factory):
         (sweep / str(num) / ".hydra" / "overrides.yaml").write_text(f"- model.hidden_size={num}\n")
         (sweep / str(num) / "metrics.json").write_text(metrics)
 
-    good = json.dumps({"status": "ok", "val/ppl": 9.5, "best_checkpoint": str(ckpt)})
+    good = json.dumps({"status": "ok", "val/ppl": 9.5, "best_checkpoint": "checkpoints/best.ckpt"})
     # A multirun whose second job's metrics.json is corrupt: reported as unreadable, the rest summarised.
     job(root / "sweep", 0, good)
     job(root / "sweep", 1, '{"status": "ok", "val/pp')
     # A multirun whose member checkpoint is truncated.
-    job(root / "badsweep", 0, json.dumps({"status": "ok", "best_checkpoint": str(root / "truncated.ckpt")}))
+    job(root / "badsweep", 0, good)
+    for sweep, content in (("sweep", data), ("badsweep", data[: len(data) // 3])):
+        (root / sweep / "0" / "checkpoints").mkdir()
+        (root / sweep / "0" / "checkpoints" / "best.ckpt").write_bytes(content)
     return {"root": root, "ckpt": ckpt, "fifo": fifo}
 
 
@@ -438,7 +441,8 @@ COMMANDS = [
     (ensemble_main, ["{root}/sweep", "--segment-len", "0"], r"--segment-len=0 is invalid: must be a positive integer"),
     (ensemble_main, ["{root}/sweep", "--lr", "-1"], r"--lr=-1.0 is invalid: must be a number >= 0"),
     (ensemble_main, ["{root}/sweep", "--decay", "2"], r"--decay=2.0 is invalid: must lie in \[0, 1\]"),
-    (ensemble_main, ["{root}/badsweep", "--device", "cpu"], r"checkpoint='.*truncated.ckpt' is not a readable checkpoint"),
+    (ensemble_main, ["{root}/badsweep", "--device", "cpu"], r"job 0: best_checkpoint='.*badsweep/0/checkpoints/best.ckpt' "
+                                                              r"is not a readable checkpoint"),
     (summary_main, ["{root}/missing"], r"sweep_dir='.*missing' is not a directory"),
     (summary_main, ["{root}/run"], r"sweep_dir='.*run' holds no Hydra job directories"),
     (zipf_main, ["--out", "{root}/file/zipf"], r"--out='.*file/zipf' cannot be written \(Not a directory\): give a writable directory"),

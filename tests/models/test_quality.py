@@ -94,7 +94,7 @@ def test_best_char_lm_preset_runs_end_to_end_small(make_cfg):
     assert metrics["val/ppl_stream"] > 1 and metrics["val/ppl_dynamic"] > 1
     # the stream perplexity scores the best checkpoint, as val/ppl scored it (one stream, not 4 rows)
     assert metrics["val/ppl_stream"] == pytest.approx(metrics["best/val/ppl"], rel=0.05)
-    ckpt = torch.load(metrics["best_checkpoint"], weights_only=True)
+    ckpt = torch.load(Path(cfg.paths.output_dir) / metrics["best_checkpoint"], weights_only=True)  # relative to the run
     assert "current_model_state" in ckpt  # Lightning's weight averaging saved the average as the state_dict
 
 

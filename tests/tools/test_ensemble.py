@@ -53,7 +53,7 @@ def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((sweep / "ensemble.json").read_text())
-    assert report["members"] == 2 and report["checkpoints"][0].startswith(str(sweep / "0" / "checkpoints"))
+    assert report["members"] == 2 and report["checkpoints"][0].startswith("0/checkpoints/")
     jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(2)]
     assert [j["seed"] for j in jobs] == [1, 2]
     # One validation row is the stream read in order: each member scores its best checkpoint's val/ppl.

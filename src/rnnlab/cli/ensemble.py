@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's step size; 0: the stream as is only")
     parser.add_argument("--decay", type=float, default=0.0)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--skip-damaged", action="store_true",
+                        help="leave out jobs whose best checkpoint is missing, truncated or unreadable (and say so) "
+                             "instead of refusing the ensemble")
     args = parser.parse_args(argv)
 
     def ensemble() -> int:
@@ -23,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         from rnnlab.schema import check_options
 
         check_options("rnnlab.ensemble.EnsembleReport", vars(args), name=lambda option: "--" + option.replace("_", "-"))
-        result = rescore(args.sweep_dir, resolve_device(args.device), args.segment_len, args.lr, args.decay)
+        result = rescore(args.sweep_dir, resolve_device(args.device), args.segment_len, args.lr, args.decay,
+                         args.skip_damaged)
         print(summary_line(result))
         print(f"written: {args.sweep_dir / 'ensemble.json'}")
         return 0
