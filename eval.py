@@ -5,12 +5,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import rnnlab.run.rundir  # noqa: F401  (registers ${unique_suffix:}, used by the run directories)
 from rnnlab.cli.common import hydra_cli
-from rnnlab.run.eval_job import main_eval
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here, when a run starts: --help, --cfg and Hydra's tab completion need no torch or Lightning.
+    from rnnlab.run.eval_job import main_eval
+
     return main_eval(cfg)
 
 

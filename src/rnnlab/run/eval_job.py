@@ -1,6 +1,7 @@
 """The task behind `eval.py` / `rnnlab-eval`: score a trained checkpoint on its data's held-out stream
 and test split, with the data options of the run that trained it, and write the scores to metrics.json
-in the evaluation's own run directory."""
+in the evaluation's own run directory. A user's mistake is one line and exit status 2 and writes
+nothing (the run directory guard, rnnlab.run.rundir, then removes the directory Hydra made)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from rnnlab.checkpoints import read_checkpoint
-from rnnlab.errors import ConfigError
+from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 from rnnlab.metrics import finite_or_none
 from rnnlab.run.build import build, build_group
 from rnnlab.run.outputs import write_metrics
@@ -60,6 +61,30 @@ def with_bits_per_char(metrics: dict[str, Any], token: str) -> dict[str, Any]:
     return metrics
 
 
+def data_option(data_cfg: DictConfig) -> str:
+    """How the evaluated data was named: `data.path=...`, else `data.bundled=...`, else the data set."""
+    for key in ("path", "bundled"):
+        if data_cfg.get(key) is not None:
+            return f"data.{key}={str(data_cfg[key])!r}"
+    return f"data._target_={data_cfg.get('_target_')}"
+
+
+def check_columns(module: Any, datamodule: Any, data_cfg: DictConfig) -> None:
+    """A forecaster reads and predicts the columns it was trained on, in that order (its spec): data with
+    other columns is refused in one line naming the missing and extra ones, before anything is scored."""
+    trained = getattr(getattr(module, "spec", None), "columns", None)
+    if trained is None or not hasattr(datamodule, "spec"):
+        return
+    have, want = list(datamodule.spec().columns), list(trained)
+    if have == want:
+        return
+    missing, extra = [c for c in want if c not in have], [c for c in have if c not in want]
+    differ = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in (("missing", missing), ("extra", extra)) if cols)
+    fix = "give a file with those columns" if missing else f"choose them with +data.columns=[{','.join(want)}]"
+    raise ConfigError(f"{data_option(data_cfg)} is invalid: the checkpoint was trained on the columns "
+                      f"{', '.join(want)}, this data has {', '.join(have)} ({differ or 'in another order'}): {fix}")
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     try:
         ckpt_path = Path(cfg.ckpt_path)
@@ -82,6 +107,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     if task == "lm" and list(module.vocab.idx_to_token) != datamodule.module_kwargs()["vocab"]:
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was trained on another vocabulary than this data's: "
                           "evaluate with the training run's data options")
+    check_columns(module, datamodule, data_cfg)
     loggers = list(build_group(cfg.get("logger"), "logger").values())
     trainer = build(cfg.trainer, "trainer", logger=loggers, callbacks=[])
 
@@ -108,7 +134,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main_eval(cfg: DictConfig) -> float | None:
-    """Hydra task of eval.py: one line and exit status 2 for a user's mistake, metrics.json either way."""
+    """Hydra task of eval.py: metrics.json with the scores; a user's mistake is one line, exit status 2,
+    and writes nothing (an evaluation that scored nothing has no result to keep, unlike a training run)."""
     lightning_logs_to_the_run_log()
     if cfg.get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg))
@@ -116,9 +143,8 @@ def main_eval(cfg: DictConfig) -> float | None:
     try:
         metrics = evaluate_checkpoint(cfg)
     except ConfigError as e:
-        write_metrics(output_dir, {"status": "config_error", "error": str(e)})
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        print(error_line(e), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
     write_metrics(output_dir, metrics)
     log.info("scores: %s", json.dumps({k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}))
     for key in ("sample/greedy", "sample/sampled"):

@@ -2,11 +2,15 @@
 
 Hydra creates the run (or sweep) directory and writes `.hydra/` before the task runs, so these
 checks run in a Hydra callback (`RunDirectoryGuard`, listed in conf/hydra/default.yaml) at the start
-of the run: a directory that cannot be created, one that a live run holds (`<dir>/.lock`, an
-advisory lock the run keeps until it ends), or one that holds another run's results or checkpoints
-is refused in one line, exit status 2, before anything is written into it. A resume of that run
-(`ckpt_path=last`, or a checkpoint inside the directory) may use it, and so may a job a cluster
-scheduler requeues into its own directory (SLURM_RESTART_COUNT > 0).
+of the run, for train.py and eval.py alike: a directory that cannot be created, one that a live run
+holds (`<dir>/.lock`, an advisory lock the run keeps until it ends), or one that holds another run's
+results or checkpoints is refused in one line, exit status 2, before anything is written into it.
+A directory belongs to the command that made it (`.hydra/hydra.yaml`: its config, train or eval).
+A resume of a training run (`ckpt_path=last`, or a checkpoint inside the directory) may use its
+directory, and so may a job a cluster scheduler requeues into its own directory
+(SLURM_RESTART_COUNT > 0). An evaluation (`fresh_only`) never shares one: another run's saved
+config (.hydra) refuses it too, and (`discard_unused`) a directory it created and left holding only
+Hydra's own files (a failed evaluation) is removed when it ends.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,24 +57,56 @@ def is_resume(directory: Path, ckpt_path: Any) -> bool:
     return False
 
 
-def previous_run(directory: Path) -> str | None:
-    """What another run left in `directory` (results or checkpoints), described; None if nothing."""
-    for metrics in [directory / "metrics.json", *sorted(directory.glob("*/metrics.json"))]:
+def _here_and_jobs(directory: Path, name: str) -> list[Path]:
+    """`directory/name` and, for a multirun's directory, `directory/<job>/name`."""
+    return [directory / name, *sorted(directory.glob(f"*/{name}"))]
+
+
+def previous_run(directory: Path, fresh_only: bool = False) -> str | None:
+    """What another run left in `directory` (results or checkpoints), described; None if nothing.
+    `fresh_only` (an evaluation): a metrics.json of any status and a saved config (.hydra) count too."""
+    for metrics in _here_and_jobs(directory, "metrics.json"):
         try:
             status = json.loads(metrics.read_text()).get("status")
         except (OSError, ValueError, AttributeError):
+            if fresh_only and metrics.exists():
+                return f"holds the results of another run ({metrics.relative_to(directory)})"
             continue
-        if status in RESULT_STATUSES:
+        if status in RESULT_STATUSES or (fresh_only and metrics.is_file()):
             return f"holds the results of another run ({metrics.relative_to(directory)}: status {status})"
-    for checkpoints in [directory / "checkpoints", *sorted(directory.glob("*/checkpoints"))]:
+    for checkpoints in _here_and_jobs(directory, "checkpoints"):
         if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
             return f"holds the checkpoints of another run ({checkpoints.relative_to(directory)})"
+    if fresh_only:
+        for saved in [*_here_and_jobs(directory, ".hydra"), directory / "multirun.yaml"]:
+            if saved.exists():
+                return f"holds another run's config ({saved.relative_to(directory)})"
     return None
 
 
-def claim(directory: Path, option: str, resume: bool) -> int:
+def owner(directory: Path) -> str | None:
+    """The config (train, eval) of the run whose `.hydra/hydra.yaml` is in `directory`; None if none."""
+    try:
+        name = OmegaConf.select(OmegaConf.load(directory / ".hydra" / "hydra.yaml"), "hydra.job.config_name")
+    except Exception:  # no such file, or not Hydra's YAML: nobody's
+        return None
+    return None if name is None else str(name)
+
+
+def first_missing(directory: Path) -> Path | None:
+    """The outermost of `directory` and its parents that does not exist yet: what creating it makes."""
+    missing = None
+    for path in [directory, *directory.parents]:
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def claim(directory: Path, option: str, resume: bool, fresh_only: bool = False, config_name: str | None = None) -> int:
     """Create `directory` if needed and lock it for this run; returns the lock's file descriptor.
-    A ConfigError names the option when the directory cannot be used."""
+    A ConfigError names the option when the directory cannot be used. `config_name`: the claiming
+    run's config; a directory another config's run made is refused even to a resume."""
     shown = f"{option}={str(directory)!r}"
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -82,10 +119,16 @@ def claim(directory: Path, option: str, resume: bool) -> int:
         pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise ConfigError(f"{shown} is in use by a live run (pid {pid}): give another directory") from None
-    found = None if resume else previous_run(directory)
-    if found:
+    made_by = owner(directory) if config_name else None
+    foreign = made_by not in (None, config_name)  # e.g. an evaluation's directory for train.py
+    found = previous_run(directory, fresh_only) if fresh_only or not resume else None
+    if found or foreign:
         release(directory, fd)  # the lock file this attempt may have created; the lock is ours here
-        raise ConfigError(f"{shown} {found}: give another directory, or resume it with ckpt_path=last")
+        if not found:
+            raise ConfigError(f"{shown} holds a run of {made_by}.py (.hydra/hydra.yaml), not of {config_name}.py: "
+                              "give another directory")
+        hint = "" if fresh_only or foreign else ", or resume it with ckpt_path=last"
+        raise ConfigError(f"{shown} {found}: give another directory{hint}")
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
@@ -101,6 +144,23 @@ def release(directory: Path, fd: int | None) -> None:
         os.close(fd)
 
 
+def discard_if_unused(directory: Path, created: Path, job_name: str | None) -> bool:
+    """Remove `directory`, which this run created, when it holds nothing but Hydra's own files (.hydra,
+    the job's log) and the lock, and then the parents it created (up to `created`) left empty."""
+    own = {".hydra", LOCK_FILE, f"{job_name}.log"}
+    try:
+        if not {p.name for p in directory.iterdir()} <= own:
+            return False
+        shutil.rmtree(directory)
+        for parent in directory.parents:
+            if not parent.is_relative_to(created):
+                break
+            parent.rmdir()  # OSError when another run has put something there meanwhile: kept
+    except OSError:
+        pass
+    return not directory.exists()
+
+
 def _rank_zero() -> bool:
     """Processes a data-parallel launcher starts for ranks > 0 share rank 0's directory."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -109,27 +169,39 @@ def _rank_zero() -> bool:
 
 
 class RunDirectoryGuard(Callback):
-    """Hydra callback: claim the run (or sweep) directory before Hydra writes into it."""
+    """Hydra callback: claim the run (or sweep) directory before Hydra writes into it.
 
-    def __init__(self) -> None:
+    `fresh_only`: no resume, and another run's saved config refuses a directory too (eval.py: an
+    evaluation never writes into a training run's files). `discard_unused`: remove the run directory
+    this run created if it ends holding only Hydra's own files (eval.py writes nothing when it fails)."""
+
+    def __init__(self, fresh_only: bool = False, discard_unused: bool = False) -> None:
+        self.fresh_only, self.discard_unused = fresh_only, discard_unused
         self._claimed: tuple[Path, int] | None = None
+        self._discard: tuple[Path, str | None] | None = None  # (the outermost directory created, the job's name)
 
     def _claim(self, config: DictConfig, key: str) -> None:
         if not _rank_zero():
             return
         directory = Path(str(OmegaConf.select(config, key)))
+        resume = not self.fresh_only and is_resume(directory, config.get("ckpt_path"))
+        created = first_missing(directory)
         try:
-            fd = claim(directory, key, is_resume(directory, config.get("ckpt_path")))
+            fd = claim(directory, key, resume, self.fresh_only, OmegaConf.select(config, "hydra.job.config_name"))
         except ConfigError as e:
             print(error_line(e), file=sys.stderr)
             sys.exit(USER_ERROR_EXIT)
         self._claimed = (directory, fd)
+        if self.discard_unused and created is not None and key == "hydra.run.dir":
+            self._discard = (created, OmegaConf.select(config, "hydra.job.name"))
         atexit.register(self._release)  # also when the task ends the process (sys.exit after an error line)
 
     def _release(self) -> None:
         if self._claimed is not None:
+            if self._discard is not None:  # under the lock still: nobody else claims it meanwhile
+                discard_if_unused(self._claimed[0], *self._discard)
             release(*self._claimed)
-            self._claimed = None
+            self._claimed = self._discard = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._claim(config, "hydra.run.dir")
