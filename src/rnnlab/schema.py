@@ -3,7 +3,8 @@ anything is built, so that a bad value ends with one line and leaves no checkpoi
 
 Rules are declared per config node: by the node's `_target_` (data modules, cores, optimizers, the
 LightningModules, callbacks, the Trainer: one line per option), and by path for top-level keys.
-Every `_target_` node is also checked for keys its target does not take (from its signature).
+Every `_target_` node is also checked for keys its target does not take (from its signature), and every
+other node for keys the config files do not declare for it (rnnlab.declared: `+tune.lr_finder=true`).
 Cross-field checks that need only the config live here too; checks that need the data (a corpus
 too short for one batch, a file that is not UTF-8) stay with the data code.
 
@@ -12,8 +13,11 @@ To add an option: one line in the `_target_`'s table below, e.g. `"max_vocab": n
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
+import os
+import warnings
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,7 +30,8 @@ from rnnlab.data.series import BUNDLED
 from rnnlab.data.table import SEP_ALLOWED, SEPARATORS
 from rnnlab.data.text import PREPROCESSES, TOKENIZERS
 from rnnlab.errors import ConfigError, require_regular_file
-from rnnlab.models.cores import COMPILE_OPTIONS, CORES, NONLINEARITIES
+from rnnlab.declared import SKIPPED, Decl, command_line_key, declared
+from rnnlab.models.cores import COMPILE_OPTIONS, CORES, NONLINEARITIES, build_core
 
 Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
 
@@ -110,11 +115,18 @@ def list_of(rule: Rule, length: int | None = None, allowed: str = "") -> Rule:
 
 
 def regular_file_or_null(option: str, value: Any) -> None:
-    """null or "" (the bundled corpus), or a path to a regular file (never a FIFO, device or directory)."""
+    """null or "" (the bundled corpus), or a path to a regular file (never a FIFO, device or directory).
+    A path with ~ is named as given and as expanded (`'~/x' (/home/me/x) does not exist`)."""
     if value not in (None, ""):
         if not isinstance(value, str):
             raise ConfigError(f"{option}={value!r} is invalid: must be a path to a text file, or null")
-        require_regular_file(option, value)
+        try:
+            require_regular_file(option, value)
+        except ConfigError as e:
+            expanded = os.path.expanduser(value)
+            if expanded == value:
+                raise
+            raise ConfigError(str(e).replace(f"{option}={expanded!r}", f"{option}={value!r} ({expanded})", 1)) from None
 
 
 BOOL = Rule(lambda v: isinstance(v, bool), "must be true or false")
@@ -157,6 +169,9 @@ DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lam
 BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
 HORIZONS = list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons")
 BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
+PLUGIN = Rule(lambda v: isinstance(v, dict) and "_target_" in v, "")
+PLUGINS = either(PLUGIN, list_of(PLUGIN), allowed="must be a list of nodes with a _target_ (Lightning's Precision, "
+                 "CheckpointIO, ClusterEnvironment or LayerSync plugins); a precision by name is trainer.precision")
 
 # Options per `_target_`: one line each. ---------------------------------------------------------------
 TARGET_RULES: dict[str, dict[str, Check]] = {
@@ -196,6 +211,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "inference_mode": BOOL,
         "sync_batchnorm": BOOL,
         "reload_dataloaders_every_n_epochs": NON_NEGATIVE_INT,
+        "plugins": nullable(PLUGINS, "the atomic checkpoint writer only"),
     },
     "torch.optim.SGD": {
         "lr": POSITIVE, "momentum": NON_NEGATIVE, "dampening": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
@@ -365,6 +381,38 @@ def _check_trainer(node: dict, path: str, cfg: DictConfig) -> None:
     accelerator = node.get("accelerator", "auto")
     if accelerator not in (None, "auto", "cpu"):
         _check_accelerator_available(f"{path}.accelerator", accelerator)
+    _check_precision_plugin(node, path)
+    devices = node.get("devices", "auto")
+    if _runs_on_cpu(accelerator) and devices != "auto" and not (is_int(devices) and devices >= 1) and not (
+            isinstance(devices, str) and devices.strip().isdigit() and int(devices) >= 1):
+        # Lightning's CPUAccelerator takes a number of processes only (TypeError otherwise, 2.6).
+        raise ConfigError(f"{path}.devices={shown(devices)} is invalid on the CPU: give a number of processes (1, or "
+                          f"more with {path}.strategy=ddp); -1 (all) and device lists select GPUs "
+                          f"({path}.accelerator=gpu)")
+
+
+def _check_precision_plugin(node: dict, path: str) -> None:
+    """A Precision plugin in trainer.plugins and trainer.precision both set the precision (Lightning refuses)."""
+    from lightning.pytorch.plugins import Precision
+
+    plugins = node.get("plugins")
+    plugins = plugins if isinstance(plugins, list) else [plugins] if plugins else []
+    for plugin in plugins:
+        obj = _located(plugin.get("_target_"))
+        if node.get("precision") is not None and isinstance(obj, type) and issubclass(obj, Precision):
+            raise ConfigError(f"{path}.precision={node['precision']} and {path}.plugins ({plugin['_target_']}) both "
+                              f"set the precision: give one of them ({path}.precision=null with a precision plugin)")
+
+
+def _runs_on_cpu(accelerator: Any) -> bool:
+    """Whether the Trainer will run on the CPU: asked for, or `auto` on a machine without CUDA or MPS."""
+    if accelerator == "cpu":
+        return True
+    if accelerator not in (None, "auto"):
+        return False
+    import torch
+
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
 def _check_accelerator_available(option: str, accelerator: str) -> None:
@@ -379,6 +427,80 @@ def _check_accelerator_available(option: str, accelerator: str) -> None:
     elif not AcceleratorRegistry[accelerator]["accelerator"].is_available():
         raise ConfigError(f"{option}={accelerator} but no {accelerator.upper()} is available on this machine: "
                           "use cpu or auto")
+
+
+def _check_core(node: dict, path: str, cfg: DictConfig) -> None:
+    """Dropout acts between stacked layers in every core (torch's and rnnlab.models.scratch), so with one
+    layer it would do nothing; and a core whose weights and gradients alone exceed the memory of the
+    device it trains on is refused before anything is allocated."""
+    dropout, layers = node.get("dropout", 0.0), node.get("num_layers", 1)
+    if dropout and layers == 1:
+        raise ConfigError(f"{path}.dropout={dropout:g} has no effect with {path}.num_layers=1: dropout acts between "
+                          f"stacked layers; set {path}.num_layers >= 2 or {path}.dropout=0")
+    _check_core_fits(node, path, cfg)
+
+
+def _core_parameters(node: dict) -> int:
+    """The parameters of the core the config describes (input width 1: a lower bound), counted on the meta
+    device: nothing is allocated, and every kind in CORES counts itself."""
+    import torch
+
+    options = {k: node[k] for k in ("kind", "hidden_size", "num_layers", "bidirectional", "nonlinearity") if k in node}
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sum(p.numel() for p in build_core(input_size=1, **options).parameters())
+
+
+def _memory(cfg: DictConfig) -> tuple[int, str]:
+    """Bytes of memory one training process has, and where: the GPU's for CUDA, else the machine's."""
+    import torch
+
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
+    if accelerator in ("gpu", "cuda", "auto", None) and torch.cuda.is_available():
+        return min(torch.cuda.get_device_properties(i).total_memory
+                   for i in range(torch.cuda.device_count())), "each GPU's memory"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    processes = devices if is_int(devices) and devices > 1 and _runs_on_cpu(accelerator) else 1
+    return memory // processes, "this machine's memory" + (f" per process of {processes}" if processes > 1 else "")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _check_core_fits(node: dict, path: str, cfg: DictConfig) -> None:
+    if not all(is_int(node.get(k, 1)) for k in ("hidden_size", "num_layers")) or node.get("kind") not in CORES:
+        return
+    precision = str(OmegaConf.select(cfg, "trainer.precision", default=None) or "32")
+    width = 8 if precision.startswith("64") else 2 if precision in ("16-true", "bf16-true", "16", "bf16") else 4
+    params = _core_parameters(node)
+    needed = 2 * width * params  # the weights and their gradients: a lower bound of what training holds
+    memory, where = _memory(cfg)
+    if needed > memory:
+        options = f"{path}.hidden_size={node.get('hidden_size')}" + (
+            f" with {path}.num_layers={node['num_layers']}" if node.get("num_layers", 1) > 1 else "") + (
+            f" and {path}.bidirectional=true" if node.get("bidirectional") else "")
+        raise ConfigError(f"{options} is too large: the {node.get('kind')} core alone has {params:.3g} parameters, "
+                          f"{_size(needed)} with their gradients ({width}-byte values), more than {where} "
+                          f"({_size(memory)}); use a smaller {path}.hidden_size")
+
+
+def _check_text_fractions(node: dict, path: str, cfg: DictConfig) -> None:
+    """The held-out parts may be at most half of the corpus: a model scored on more tokens than it trains
+    on (data.val_fraction=0.999 trains on 0.1%) is no result."""
+    val, test = node.get("val_fraction", 0.1), node.get("test_fraction", 0.0)
+    if val + test > 0.5:
+        name, value, other, value_other = ("test_fraction", test, "val_fraction", val) if test > val else (
+            "val_fraction", val, "test_fraction", test)
+        high = 0.5 - value_other
+        allowed = (f"it must lie in {'[' if name == 'test_fraction' else '('}0, {high:g}]" if high > 0 else
+                   "no value works")
+        raise ConfigError(f"{path}.{name}={value:g} is invalid: with {path}.{other}={value_other:g} {allowed} (the "
+                          "held-out parts may be at most half of the corpus; the training part is the rest)")
 
 
 def _check_sgd(node: dict, path: str, cfg: DictConfig) -> None:
@@ -432,6 +554,8 @@ def _check_tune(cfg: DictConfig) -> None:
 
 
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
+    "rnnlab.models.build_core": [_check_core],
+    "rnnlab.data.TimeMachineDataModule": [_check_text_fractions],
     "rnnlab.callbacks.early_stopping": [_check_early_stopping],
     "lightning.pytorch.Trainer": [_check_trainer],
     "torch.optim.SGD": [_check_sgd],
@@ -463,19 +587,21 @@ def _by_object(table: dict[str, Any], target: str) -> Any:
     return next((v for k, v in table.items() if obj is not None and _located(k) is obj), None)
 
 
-def target_nodes(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
-    """Every `_target_` node with its dotted path; interpolated children (`core: ${model}`) are checked
-    where they are defined, and Hydra's own config is not the task's."""
-    if "_target_" in node:
+def target_nodes(node: DictConfig | ListConfig, prefix: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every `_target_` node with its dotted path, in lists too (`trainer.plugins[0]`); interpolated
+    children (`core: ${model}`) are checked where they are defined, and Hydra's own config is not the task's."""
+    if isinstance(node, DictConfig) and "_target_" in node:
         yield prefix.rstrip("."), node
-    for key in node.keys():
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    for key in keys:
         if prefix == "" and key == "hydra":
             continue
         if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
             continue
         child = node[key]
-        if isinstance(child, DictConfig):
-            yield from target_nodes(child, f"{prefix}{key}.")
+        if isinstance(child, (DictConfig, ListConfig)):
+            yield from target_nodes(child, f"{prefix.rstrip('.')}[{key}]." if isinstance(node, ListConfig)
+                                    else f"{prefix}{key}.")
 
 
 def _plain(value: Any) -> Any:
@@ -544,8 +670,40 @@ def _check_paths(cfg: DictConfig, rules: dict[str, Check]) -> None:
             rule(path, _plain(OmegaConf.select(cfg, path)))
 
 
+def check_declared_keys(cfg: DictConfig, entry: str) -> None:
+    """Every key of a plain node is one the config files declare for it (rnnlab.declared); a map of named
+    objects (callbacks, logger, evaluation) takes any name whose value is a `_target_` node or null."""
+    _check_keys(cfg, declared(entry), "")
+
+
+def _check_keys(node: DictConfig, decl: Decl, prefix: str) -> None:
+    if not decl:  # declared empty (eval.yaml's `data: {}`): any key
+        return
+    named_objects = decl.is_map()
+    for key in node.keys():
+        key, path = str(key), f"{prefix}{key}"
+        if prefix == "" and key in SKIPPED:
+            continue
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        child = node[key]
+        if named_objects:
+            if child is not None and not (isinstance(child, DictConfig) and "_target_" in child):
+                raise ConfigError(f"{path}={shown(_plain(child))} is invalid: {prefix[:-1]} holds named objects: give "
+                                  f"{path} a node with a _target_, or null")
+            continue
+        if key not in decl:
+            close = difflib.get_close_matches(key, list(decl), n=1)
+            where = f"{prefix[:-1]} has" if prefix else "the config's top level has"
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{command_line_key(path)} is not an option: {where} {', '.join(decl)}{hint}")
+        if isinstance(decl[key], Decl) and isinstance(child, DictConfig) and "_target_" not in child:
+            _check_keys(child, decl[key], f"{path}.")
+
+
 def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
     """eval.py's config and the data options it evaluates with (the training run's, with eval's changes)."""
+    check_declared_keys(cfg, "eval")
     _check_paths(cfg, EVAL_PATH_RULES)
     for path, node in target_nodes(cfg):
         check_node(node, path, cfg)
@@ -631,6 +789,7 @@ def validate(cfg: DictConfig) -> None:
     """Validate the whole composed config; the first bad value raises a ConfigError that names it."""
     _check_task_data(cfg)
     _check_resolves(cfg)
+    check_declared_keys(cfg, "train")
     _check_paths(cfg, PATH_RULES)
     _check_tune(cfg)
     for path, node in target_nodes(cfg):

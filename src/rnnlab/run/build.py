@@ -3,6 +3,7 @@ and the evaluation steps that follow training."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +12,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig
 
 from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,6 +57,21 @@ def build_group(nodes: DictConfig | None, name: str) -> dict[str, Any]:
     return {key: obj for key, obj in built.items() if obj is not None}
 
 
+def trainer_plugins(trainer: DictConfig) -> list[Any]:
+    """The config's `trainer.plugins` and the checkpoint writer: checkpoints are written beside their target,
+    fsynced and renamed (rnnlab.checkpoint_io), on every filesystem, unless the config names a CheckpointIO
+    plugin of its own, which then writes them (with a warning in the run's log: not atomically by us)."""
+    node = trainer.get("plugins")
+    given = [] if node is None else build(node, "trainer.plugins", _convert_="all")
+    plugins = list(given) if isinstance(given, (list, tuple)) else [given]
+    own = [p for p in plugins if isinstance(p, CheckpointIO)]
+    if own:
+        log.warning("trainer.plugins: checkpoints are written by %s, not by rnnlab's atomic writer (a kill while "
+                    "saving may leave a partial file)", type(own[0]).__name__)
+        return plugins
+    return [*plugins, AtomicCheckpointIO()]
+
+
 def build_run(cfg: DictConfig) -> RunParts:
     """Data first (the module needs its vocabulary or series), then the module, then the Trainer."""
     datamodule = build(cfg.data, "data")
@@ -66,6 +85,5 @@ def build_run(cfg: DictConfig) -> RunParts:
     if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = list(build_group(cfg.get("logger"), "logger").values())
-    # Checkpoints written beside their target, fsynced and renamed (rnnlab.checkpoint_io), on every filesystem.
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, plugins=[AtomicCheckpointIO()])
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, plugins=trainer_plugins(cfg.trainer))
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))
