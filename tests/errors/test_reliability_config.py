@@ -135,7 +135,8 @@ def options(*groups: str) -> list[str]:
 
 FORECAST_ONLY = {"data=co2", "data=elnino", "data=macro", "data=series", "data=sine", "data=sunspots", "model=mlp",
                  "module=regressor", "callbacks=regression", "evaluation=forecast"}
-NEEDS_ACCELERATOR = {"trainer=gpu", "trainer=ddp", "trainer=mps"}
+AVAILABLE = {"trainer=gpu": torch.cuda.is_available(), "trainer=ddp": torch.cuda.is_available(),
+             "trainer=mps": torch.backends.mps.is_available()}
 # The _global_ presets set keys across the whole config: in the default suite; the rest with -m slow.
 GLOBAL_PRESETS = options("experiment", "debug", "hparams_search", "launcher") + ["logger=mlflow", "task=forecast"]
 OTHER_OPTIONS = [o for o in options("callbacks", "data", "evaluation", "logger", "model", "module", "optimizer",
@@ -154,7 +155,7 @@ def check_option_validates(compose_train, option):
     extra = ["task=forecast"] if option in FORECAST_ONLY else []
     extra += ["data.bundled=co2"] if option == "data=series" else []
     cfg = compose_train(option, *extra)
-    if option in NEEDS_ACCELERATOR and ON_CPU:
+    if not AVAILABLE.get(option, True):
         with pytest.raises(ConfigError, match="is available on this machine|no CUDA GPU is visible"):
             validate(cfg)
     else:
