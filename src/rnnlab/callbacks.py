@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from rnnlab.dashboard.logger import log_step, writers
-from rnnlab.errors import ConfigError, DivergenceError
+from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,26 @@ class LastEpochCheckpoint(ModelCheckpoint):
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Where Lightning's SIGTERM handler logs "Received SIGTERM: <signum>" (lightning/pytorch/trainer/connectors/
+# signal_connector.py, _sigterm_notifier_fn, Lightning 2.6); tests/runs/test_reliability_faults.py fails if it moves.
+LIGHTNING_SIGNAL_LOG = "lightning.pytorch.trainer.connectors.signal_connector"
+
+
+class _NameTheSignal(logging.Filter):
+    """Lightning's SIGTERM handler logs "Received SIGTERM: 15" whatever arrived; while InterruptCheckpoint
+    forwards a SIGINT through it, its record names the SIGINT instead."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        received = f"Received SIGTERM: {int(signal.SIGTERM)}"
+        if received in message:
+            signum = int(getattr(signal, self.name))
+            record.msg, record.args = message.replace(received, f"Received {self.name}: {signum}"), ()
+        return True
 
 
 class InterruptCheckpoint(L.Callback):
@@ -242,12 +262,17 @@ class InterruptCheckpoint(L.Callback):
 
     The signal is deferred to the end of the training batch in progress, where weights, optimizer,
     carried state and data position agree (if it is the last batch of its epoch, the epoch finishes
-    with its validation and last.ckpt, and the stop follows the next batch). The stop itself is
+    with its validation and last.ckpt, and the stop follows the next batch; after the last batch of
+    the run, `pending` tells rnnlab.run.job to stop before evaluating). The stop itself is
     Lightning's SIGTERM mechanism: its handler (installed by the Trainer at fit start, which also
     passes the signal to DDP workers) is called, and Lightning raises SIGTERMException at that batch
-    boundary; Lightning's SLURM requeue handler (SIGUSR1) is untouched. A second signal acts at once
-    (like Lightning without this callback; the checkpoint is then from inside a step).
-    train.py records `status: interrupted`, prints the resume hint and exits with status 1.
+    boundary; its log line names the signal that arrived. Lightning's SLURM requeue handler (SIGUSR1)
+    is untouched. A second signal acts at once (like Lightning without this callback; the checkpoint
+    is then from inside a step). Only a stop while training runs (between on_train_start and
+    on_train_end) saves a checkpoint: one in setup, the learning-rate finder or the evaluation's test
+    loop has no training state worth resuming. A checkpoint that cannot be written is kept in
+    `save_error` (raising inside Lightning's shutdown would skip its teardown).
+    rnnlab.run.job records `status: interrupted`, prints the resume hint and exits with status 1.
     """
 
     FILENAME = "interrupted.ckpt"
@@ -256,11 +281,13 @@ class InterruptCheckpoint(L.Callback):
         self.dirpath = dirpath
         self.path: str | None = None
         self.signal: str | None = None  # the stop signal's name, once one arrived
+        self.save_error: Exception | None = None
         self._pending: int | None = None
+        self._training = False
         self._lightning_sigterm = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._pending = None
+        self._pending, self._training = None, True
         if threading.current_thread() is not threading.main_thread():
             return
         # Lightning has installed its SIGTERM handler (Trainer._run, after on_fit_start) and restores the
@@ -281,7 +308,13 @@ class InterruptCheckpoint(L.Callback):
 
     def _stop_at_lightning_boundary(self) -> None:
         if callable(self._lightning_sigterm):
-            self._lightning_sigterm(signal.SIGTERM, None)  # sets trainer.received_sigterm
+            named = _NameTheSignal(self.signal or "SIGTERM")
+            lightning_log = logging.getLogger(LIGHTNING_SIGNAL_LOG)
+            lightning_log.addFilter(named)
+            try:
+                self._lightning_sigterm(signal.SIGTERM, None)  # sets trainer.received_sigterm
+            finally:
+                lightning_log.removeFilter(named)
         else:
             raise SIGTERMException()
 
@@ -295,36 +328,57 @@ class InterruptCheckpoint(L.Callback):
             self._stop_at_lightning_boundary()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
-            if self.signal is None:
-                self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
-            self.path = f"{self.dirpath}/{self.FILENAME}"
-            trainer.save_checkpoint(self.path, weights_only=False)  # the full training state
+        if not self._training or not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        self._training = False
+        if self.signal is None:
+            self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
+        path = f"{self.dirpath}/{self.FILENAME}"
+        try:
+            trainer.save_checkpoint(path, weights_only=False)  # the full training state
+        except CheckpointWriteError as e:
+            self.save_error = e
+            return
+        self.path = path
 
     def on_train_end(self, trainer, pl_module) -> None:
         """Training finished: an interrupted.ckpt of an earlier process (this run resumed from it) is
         superseded by last.ckpt, and resuming from it again would retrain a finished run."""
+        self._training = False
         if trainer.is_global_zero and not trainer.interrupted:
             Path(self.dirpath, self.FILENAME).unlink(missing_ok=True)
 
 
 class SignalAtStep(L.Callback):
     """Fault injection for drills and tests: send `signal` (SIGINT, SIGTERM, SIGKILL, ...) to this
-    process when training is about to take optimizer step `step`, e.g.
+    process when training is about to take optimizer step `step` (`stage: train`), or when the test
+    loop of the evaluation is about to score batch `step` (`stage: test`), e.g.
     `+callbacks.fault={_target_: rnnlab.callbacks.SignalAtStep, step: 120, signal: SIGTERM}`."""
 
-    def __init__(self, step: int, signal: str = "SIGINT"):
+    STAGES = ("train", "test")
+
+    def __init__(self, step: int, signal: str = "SIGINT", stage: str = "train"):
         import signal as signals
 
         if not hasattr(signals, str(signal)) or not str(signal).startswith("SIG"):
             raise ConfigError(f"callbacks.signal={signal!r} is invalid: give a signal name such as SIGINT or SIGTERM")
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             raise ConfigError(f"callbacks.step={step!r} is invalid: must be an integer >= 0")
-        self.step, self.signum = step, getattr(signals, signal)
+        if stage not in self.STAGES:
+            raise ConfigError(f"callbacks.stage={stage!r} is invalid: allowed values are {', '.join(self.STAGES)}")
+        self.step, self.signum, self.stage = step, getattr(signals, signal), stage
+
+    def _send(self, trainer, at: int) -> None:
+        if at == self.step and trainer.is_global_zero:
+            os.kill(os.getpid(), self.signum)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step and trainer.is_global_zero:
-            os.kill(os.getpid(), self.signum)
+        if self.stage == "train":
+            self._send(trainer, trainer.global_step)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.stage == "test":
+            self._send(trainer, batch_idx)
 
 
 class RNGStateCheckpoint(L.Callback):

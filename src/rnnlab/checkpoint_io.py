@@ -23,6 +23,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rnnlab.errors import CheckpointWriteError
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
+# torch's zip writer's own messages for a write that failed (see _write_failure).
+_TORCH_WRITER_FAILURE = re.compile(r"inline_container\.cc|PytorchStreamWriter failed|file write failed|unexpected pos")
 
 
 def temporary_path(path: Path) -> Path:
@@ -73,11 +75,35 @@ def remove_stale_temporaries(directory: str | Path) -> list[Path]:
     return removed
 
 
+def _write_failure(error: BaseException) -> str | None:
+    """Why a checkpoint write failed, in words, when `error` is a failed write (None: another error).
+
+    torch.save writes through its zip writer: the file's OSError (ENOSPC on a full disk, EFBIG past a
+    file-size limit) is raised in `write_record`, and the writer's `__exit__` then raises its own
+    RuntimeError ("[enforce fail at inline_container.cc:...] . unexpected pos ...") with the OSError
+    as its context, so the OSError is looked for along the chain (measured with torch 2.13). Writing
+    to a path instead, the C++ writer reports "PytorchStreamWriter failed writing file ...: file write
+    failed" with no OSError at all."""
+    seen, e = set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError):
+            if e.errno == errno.ENOSPC:
+                return "no space left on the device"
+            if e.errno == errno.EFBIG:
+                return "file too large for a file-size limit"
+            return e.strerror or str(e)
+        e = e.__cause__ or e.__context__
+    if isinstance(error, RuntimeError) and _TORCH_WRITER_FAILURE.search(str(error)):
+        return "the write failed: a full disk or a file-size limit"
+    return None
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO that writes beside the target, fsyncs and renames (local paths; others as Lightning does).
 
-    A failed write (disk full, ...) removes its temporary file, keeps the previous checkpoint whole and
-    raises CheckpointWriteError with one line naming the file.
+    A failed write (disk full, a file-size limit, ...; `_write_failure`) removes its temporary file,
+    keeps the previous checkpoint whole and raises CheckpointWriteError with one line naming the file.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
@@ -97,8 +123,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         except BaseException as e:
             tmp.unlink(missing_ok=True)
-            if isinstance(e, OSError):
-                reason = "no space left on the device" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+            reason = _write_failure(e) if isinstance(e, Exception) else None
+            if reason is not None:
                 kept = f"the previous {path.name} is kept whole" if path.exists() else "nothing was written"
                 raise CheckpointWriteError(f"checkpoint {path} could not be written ({reason}): {kept}") from None
             raise

@@ -62,7 +62,7 @@ def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninte
     ckpt = run / "checkpoints" / "interrupted.ckpt"
     # The step in progress when the signal arrived is finished, then training stops.
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"interrupted by {signal} at epoch 1, step {MID_SECOND_EPOCH + 1}; resume with ckpt_path={ckpt}")
+        f"interrupted by {signal} during training at epoch 1, step {MID_SECOND_EPOCH + 1}; resume with ckpt_path={ckpt}")
     record = metrics(run)
     assert record["status"] == "interrupted" and record["signal"] == signal and run / record["checkpoint"] == ckpt
     saved = load(ckpt)

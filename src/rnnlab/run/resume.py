@@ -5,21 +5,30 @@
   corrupt last.ckpt is reported with the best checkpoint as the alternative;
 - it must hold this model's weights (parameter names and shapes) and, for a language model, the
   same vocabulary in the same order as the data (the weights mean nothing for other indices);
-- resuming a finished run (metrics.json `status: ok` and the checkpoint at trainer.max_epochs or
-  max_steps) changes nothing: `FinishedRun` says so and train.py exits 0.
+- a checkpoint at trainer.max_epochs or max_steps has nothing to train: in its own finished run
+  (metrics.json `status: ok`) `FinishedRun` says so, nothing changes and train.py exits 0; in a run
+  interrupted after its training (during evaluation or the final writes) the resume runs the
+  evaluation, with the training's metrics that run recorded; anywhere else (another directory) it is
+  refused in one line, so no run records a result of training that did not happen.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 
 from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoints import check_format, read_checkpoint
 from rnnlab.errors import ConfigError
+from rnnlab.run.interrupts import AFTER_TRAINING
 from rnnlab.run.outputs import METRICS_FILE
+
+# What an interruption's record holds besides the training's metrics.
+_INTERRUPTION_KEYS = ("status", "phase", "signal", "checkpoint", "error")
 
 
 class FinishedRun(Exception):
@@ -28,6 +37,16 @@ class FinishedRun(Exception):
     def __init__(self, message: str, metrics: dict):
         super().__init__(message)
         self.metrics = metrics
+
+
+@dataclass
+class ResumePoint:
+    """Where Trainer.fit starts: `path` (None: from scratch); `trained`, when not empty, the metrics of a
+    training that completed before its run was interrupted (fit then restores the state, trains nothing,
+    and the evaluation follows)."""
+
+    path: str | None = None
+    trained: dict[str, Any] = field(default_factory=dict)
 
 
 def checkpoint_dir(trainer: L.Trainer, output_dir: Path) -> Path:
@@ -85,12 +104,12 @@ def vocabulary_difference(saved: list, wanted: list) -> str | None:
 
 
 def check_checkpoint(ckpt_path: str | None, module: L.LightningModule, trainer: L.Trainer,
-                     output_dir: Path) -> str | None:
-    """Validate the resume checkpoint; returns the path to pass to Trainer.fit (None: train from scratch)."""
+                     output_dir: Path) -> ResumePoint:
+    """Validate the resume checkpoint; returns where Trainer.fit starts."""
     directory = checkpoint_dir(trainer, output_dir)
     path = resolve_checkpoint(ckpt_path, directory)
     if path is None:
-        return None
+        return ResumePoint()
     option = f"ckpt_path={ckpt_path}" if ckpt_path == "last" else "ckpt_path"
     try:
         # mmap: only the tensors' metadata is read here; Lightning loads the weights once, in fit.
@@ -116,26 +135,48 @@ def check_checkpoint(ckpt_path: str | None, module: L.LightningModule, trainer: 
             raise ConfigError(f"ckpt_path={str(path)!r} was trained on another vocabulary than the data's: "
                               f"{difference}; resume with the data (data.path, data.token, data.min_freq, "
                               "data.max_tokens) it was trained on")
-    check_not_finished(ckpt, path, trainer, output_dir)
-    return str(path)
+    option = f"ckpt_path={ckpt_path}" if ckpt_path == "last" else f"ckpt_path={str(path)!r}"
+    return ResumePoint(str(path), check_not_finished(ckpt, option, trainer, output_dir))
 
 
-def check_not_finished(ckpt: dict, path: Path, trainer: L.Trainer, output_dir: Path) -> None:
-    """A finished run (metrics.json status ok) whose checkpoint reached the Trainer's limit is left as it is."""
-    metrics_file = output_dir / METRICS_FILE
-    try:
-        metrics = json.loads(metrics_file.read_text())
-    except (OSError, ValueError):
-        return
-    if not isinstance(metrics, dict) or metrics.get("status") != "ok":
-        return
+def reached_limit(ckpt: dict, trainer: L.Trainer) -> tuple[str, int, int] | None:
+    """(the Trainer's limit option, its value, the checkpoint's count) when the checkpoint has reached
+    trainer.max_epochs or max_steps (fit would train nothing), else None."""
     epochs = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {}).get("processed")
     epochs = ckpt.get("epoch", -1) + 1 if epochs is None else epochs
     step, max_epochs, max_steps = ckpt.get("global_step", 0), trainer.max_epochs, trainer.max_steps
-    done_epochs = max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs
-    done_steps = max_steps is not None and max_steps > 0 and step >= max_steps
-    if done_epochs or done_steps:
-        limit = (f"epoch {epochs} of trainer.max_epochs={max_epochs}" if done_epochs
-                 else f"step {step} of trainer.max_steps={max_steps}")
-        raise FinishedRun(f"{output_dir} is a finished run ({limit}, {METRICS_FILE} status ok): nothing to resume, "
-                          f"nothing changed; raise trainer.max_epochs to train it further", metrics)
+    if max_epochs is not None and max_epochs >= 0 and epochs >= max_epochs:
+        return "max_epochs", max_epochs, epochs
+    if max_steps is not None and max_steps > 0 and step >= max_steps:
+        return "max_steps", max_steps, step
+    return None
+
+
+def read_run_metrics(output_dir: Path) -> dict:
+    """The run directory's metrics.json ({} when there is none, or it is not a JSON object)."""
+    try:
+        metrics = json.loads((output_dir / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
+
+
+def check_not_finished(ckpt: dict, option: str, trainer: L.Trainer, output_dir: Path) -> dict[str, Any]:
+    """A checkpoint at the Trainer's limit: FinishedRun in its own finished run (left as it is); the
+    training's metrics when its run was interrupted after training (the evaluation is what remains);
+    refused anywhere else. Returns {} for a checkpoint with training left to do."""
+    reached = reached_limit(ckpt, trainer)
+    if reached is None:
+        return {}
+    limit, value, count = reached
+    metrics = read_run_metrics(output_dir)
+    if metrics.get("status") == "ok":
+        unit = "epoch" if limit == "max_epochs" else "step"
+        raise FinishedRun(f"{output_dir} is a finished run ({unit} {count} of trainer.{limit}={value}, {METRICS_FILE} "
+                          f"status ok): nothing to resume, nothing changed; raise trainer.{limit} to train it further",
+                          metrics)
+    if metrics.get("status") == "interrupted" and metrics.get("phase") in AFTER_TRAINING:
+        return {k: v for k, v in metrics.items() if k not in _INTERRUPTION_KEYS}
+    unit = "epoch" if limit == "max_epochs" else "step"
+    raise ConfigError(f"{option} is invalid: the checkpoint is at the end of its training ({unit} {count}, "
+                      f"trainer.{limit}={value}): nothing to train; give trainer.{limit} > {count} to train further")
