@@ -116,6 +116,21 @@ def test_eval_into_a_training_runs_directory_is_refused_untouched(tmp_path):
     assert snapshot(run) == before
 
 
+def test_the_guard_reads_the_rank_where_lightning_does(monkeypatch):
+    """rundir.RANK_VARIABLES mirrors Lightning's private _get_rank (the guard skips importing Lightning
+    when none is set): this fails if Lightning reads the rank from other variables."""
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    assert rundir.RANK_VARIABLES in _get_rank.__code__.co_consts
+    for key in rundir.RANK_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    assert _get_rank() is None
+    for key in rundir.RANK_VARIABLES:
+        monkeypatch.setenv(key, "3")
+        assert _get_rank() == 3
+        monkeypatch.delenv(key)
+
+
 # 2. Where eval.py writes, and a failed eval leaves no directory ----------------------------------------------
 def test_eval_config_writes_to_outputs_eval_with_its_own_guard_and_trainer_settings(tmp_path):
     cfg = compose_eval(tmp_path, "ckpt_path=x.ckpt", hydra_config=True)
@@ -314,12 +329,11 @@ def test_declared_python_and_numpy():
     assert numpy == ["numpy>=2.0"]
 
 
-# 7. --help, --cfg and tab completion start without torch and Lightning -------------------------------------------
+# 7. --help and tab completion start without torch and Lightning -------------------------------------------
 HELP_PATHS = """
 import contextlib, io, os, runpy, sys
 os.environ["COMP_LINE"] = "python train.py trainer.max_ep"
-for argv in (["train.py", "--help"], ["eval.py", "--help"], ["eval.py", "--cfg", "job"], ["train.py", "-sc", "query=bash"],
-             ["rnnlab.cli.eval", "--help"]):
+for argv in (["train.py", "--help"], ["eval.py", "--help"], ["train.py", "-sc", "query=bash"], ["rnnlab.cli.eval", "--help"]):
     sys.argv, out = list(argv), io.StringIO()
     try:
         with contextlib.redirect_stdout(out):
@@ -340,4 +354,4 @@ def test_help_and_completion_import_no_torch_or_lightning():
                           env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "heavy: []"
-    assert len(proc.stdout.splitlines()) == 6
+    assert len(proc.stdout.splitlines()) == 5
