@@ -9,6 +9,7 @@ import sys
 from typing import Any, Callable
 
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
+from rnnlab.extras import install_command, missing_package
 
 CONFIG_PACKAGES = ("hydra", "omegaconf")
 OPTIONAL_GROUPS = ("logger", "debug", "experiment", "hparams_search", "launcher")  # a run works without them
@@ -36,6 +37,52 @@ def _null_group_hint(message: str) -> str:
                             + (f" (~{g} leaves the group out)" if g in OPTIONAL_GROUPS else "") for g in nulls)
 
 
+# The command-line groups through which a user picks a Hydra plugin of each kind, most specific first.
+PLUGIN_GROUPS = {"sweeper": ("hparams_search", "hydra/sweeper", "experiment"),
+                 "launcher": ("launcher", "hydra/launcher", "experiment")}
+
+
+def _asked_for(kind: str, fallback: str) -> str:
+    """The command-line override that picked the Hydra plugin of `kind` (sweeper, launcher); `fallback` if none."""
+    given = dict(a.split("=", 1) for a in sys.argv[1:] if re.fullmatch(r"[\w/]+=[^=]+", a))
+    return next((f"{g}={given[g]}" for g in PLUGIN_GROUPS[kind] if g in given), fallback)
+
+
+def missing_extra_line(error: BaseException) -> str | None:
+    """A sweeper, launcher or package that one of rnnlab's extras installs and that is not installed, as
+    one line naming the option that needs it and the pip command (None for any other error). Hydra
+    reports a plugin it cannot find as a config it cannot find (`Could not find 'hydra/sweeper/optuna'`:
+    the plugin registers that config), and a plugin missing a package as the plugin's instantiation error."""
+    message = str(error)
+    m = re.search(r"Could not find 'hydra/(sweeper|launcher)/(\w+)'", message)
+    if m:
+        kind, option = m.groups()
+        package = f"hydra-{option.split('_')[0]}-{kind}"  # Hydra's plugins: hydra-optuna-sweeper, hydra-submitit-launcher
+        command = install_command(package)
+        if command is None:  # not one of rnnlab's extras (or a misspelt plugin): Hydra's line lists what there is
+            return None
+        asked = _asked_for(kind, f"hydra/{kind}={option}")
+        return f"error: {asked} needs the {option} {kind} ({package}), which is not installed: {command}"
+    kind = _plugin_kind(error)
+    line = missing_package(_asked_for(kind, f"hydra.{kind}") if kind else None, error)
+    return f"error: {line}" if line else None
+
+
+def _plugin_kind(error: BaseException) -> str | None:
+    """`sweeper` or `launcher` when `error` comes from a Hydra plugin of that kind, or from making its parts
+    (Hydra's message names `full_key: hydra.sweeper.sampler`); None otherwise."""
+    plugin = r"hydra_plugins\.hydra_\w+?_(sweeper|launcher)\b"
+    m = re.search(rf"{plugin}|full_key: hydra\.(sweeper|launcher)\b", str(error))
+    if m:
+        return m.group(1) or m.group(2)
+    tb, kind = error.__traceback__, None
+    while tb is not None:  # the innermost plugin frame: the plugin imports what it lacks (submitit) when it runs
+        m = re.match(plugin, str(tb.tb_frame.f_globals.get("__name__", "")))
+        kind = m.group(1) if m else kind
+        tb = tb.tb_next
+    return kind
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the tools' error path: a bad flag is one line (`error: ...`) and exit status 2."""
 
@@ -55,13 +102,18 @@ def positive_int(text: str) -> int:
 
 
 def run(main: Callable[[], int | None]) -> int:
-    """Call `main`; a ConfigError (or a Hydra/OmegaConf error in composing the config) becomes one line."""
+    """Call `main`; a ConfigError (or a Hydra/OmegaConf error in composing the config, or a package of one
+    of rnnlab's extras that is not installed) becomes one line."""
     try:
         return main() or 0
     except ConfigError as e:
         print(error_line(e), file=sys.stderr)
         return USER_ERROR_EXIT
     except Exception as e:  # Hydra's and OmegaConf's own errors for a bad override are the user's too
+        missing = missing_extra_line(e)
+        if missing:
+            print(missing, file=sys.stderr)
+            return USER_ERROR_EXIT
         if type(e).__module__.split(".")[0] in CONFIG_PACKAGES or _raised_composing_config(e):
             print(error_line(e) + _null_group_hint(str(e)), file=sys.stderr)
             return USER_ERROR_EXIT
