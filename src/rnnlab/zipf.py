@@ -8,10 +8,7 @@ from pathlib import Path
 
 from rnnlab.errors import ConfigError
 
-# matplotlib, torch and Hydra are imported where they are used: `rnnlab-zipf --help`, which reads
-# DEFAULT_CONF here, starts without them.
-
-DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf"
+# matplotlib, torch and Hydra are imported where they are used: `rnnlab-zipf --help` starts without them.
 
 
 def ngram_counts(tokens: list[str], n: int) -> list[tuple[tuple[str, ...], int]]:

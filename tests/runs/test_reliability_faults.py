@@ -145,7 +145,7 @@ def test_sigterm_during_evaluation_records_the_training_and_a_resume_evaluates(t
     assert resumed["sample"] == whole["sample"]
     capsys.readouterr()
     main_task(compose_config(run, *RUN, "data.test_fraction=0.1", "ckpt_path=last"))
-    assert "is a finished run" in capsys.readouterr().err and metrics(run) == resumed
+    assert "is a finished run" in capsys.readouterr().out and metrics(run) == resumed
 
 
 def test_sigint_in_training_names_the_signal_in_the_log_and_saves_the_resume_point(tmp_path, capsys, caplog):

@@ -165,8 +165,8 @@ def test_truncated_last_ckpt_is_refused_naming_the_best_checkpoint(run_copy, cap
 def test_resuming_a_finished_run_says_so_and_changes_nothing(run_copy, capsys):
     before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     main_task(compose_config(run_copy, "ckpt_path=last"))  # returns: exit status 0
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"{run_copy} is a finished run (epoch 2 of trainer.max_epochs=2, metrics.json status ok): "
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.strip().splitlines()[-1:] == [f"{run_copy} is a finished run (epoch 2 of trainer.max_epochs=2, metrics.json status ok): "
                    "nothing to resume, nothing changed; raise trainer.max_epochs to train it further"]
     after = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     assert after == before  # metrics.json, checkpoints and event files untouched

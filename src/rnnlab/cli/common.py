@@ -26,8 +26,12 @@ def _raised_composing_config(error: BaseException) -> bool:
     return bool(frames) and not in_task and frames[-1].split(".")[0] in CONFIG_PACKAGES
 
 
-def _null_group_hint(message: str) -> str:
-    """Hydra's message for `group=null` names no option: name it, and the way to drop a group."""
+def _override_hint(message: str) -> str:
+    """What Hydra's message for a bad override does not say: `group=null` names no option, and `key=~/x`
+    is a parse error because `~` starts a deletion."""
+    if "LexerNoViableAltException" in message or "mismatched input" in message:
+        tildes = [m.group(1) for a in sys.argv[1:] if (m := re.fullmatch(r"\+{0,2}([\w./@]+)=~.+", a))]
+        return "".join(f"; quote a value that starts with ~: {k}='~/...' (~ alone deletes a key)" for k in tildes)
     if "Config group override must be a string or a list" not in message:
         return ""
     nulls = [m.group(1) for a in sys.argv[1:] if (m := re.fullmatch(r"([\w/]+)=(?:null|None|~)", a))]
@@ -109,13 +113,16 @@ def run(main: Callable[[], int | None]) -> int:
     except ConfigError as e:
         print(error_line(e), file=sys.stderr)
         return USER_ERROR_EXIT
+    except KeyboardInterrupt:  # Ctrl-C before a run's own interrupt path is installed (start-up, composing)
+        print("interrupted by SIGINT during start-up", file=sys.stderr)
+        return 1
     except Exception as e:  # Hydra's and OmegaConf's own errors for a bad override are the user's too
         missing = missing_extra_line(e)
         if missing:
             print(missing, file=sys.stderr)
             return USER_ERROR_EXIT
         if type(e).__module__.split(".")[0] in CONFIG_PACKAGES or _raised_composing_config(e):
-            print(error_line(e) + _null_group_hint(str(e)), file=sys.stderr)
+            print(error_line(e) + _override_hint(str(e)), file=sys.stderr)
             return USER_ERROR_EXIT
         raise
 

@@ -59,6 +59,7 @@ def read_table(path, columns=None, target=None, time_column=None, time_format=No
                missing: str = "error", sep: str | None = None) -> SeriesTable:
     """Read and check one CSV file; see the module docstring."""
     require_choice("data.missing", missing, MISSING)
+    path = None if path is None else str(Path(path).expanduser())  # `~/x` as the text corpus reads it
     require(path is not None and Path(path).is_file(), "data.path",
             ("" if path is None else "no such file: ") + "give a CSV file (or data.bundled=co2|macro)", path)
     require(sep is None or (isinstance(sep, str) and sep in SEPARATORS), "data.sep", SEP_ALLOWED, sep)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
+from rnnlab.extras import missing_package
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
         if isinstance(cause, ConfigError):
             raise cause from None
         if isinstance(cause, ImportError):  # an optional extra (a logger's package) is not installed
-            raise ConfigError(f"{name} needs a package that is not installed: "
+            raise ConfigError(missing_package(name, cause) or f"{name} needs a package that is not installed: "
                               f"{str(cause).strip().splitlines()[0]}") from None
         if isinstance(cause, (MisconfigurationException, ValueError, TypeError)):
             # The Trainer's (or a callback's) own argument checks, or a package an option needs: one line.

@@ -51,9 +51,6 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # logged the monitored metric; Lightning warns then, and raises by itself if it is still missing
 # after a validation (a misnamed metric), so the early warning only misleads.
 warnings.filterwarnings("ignore", message=r".*could not find the monitored key in the returned metrics.*")
-# Lightning 2.6 with torch 2.13 warns at every fit that it still uses torch's deprecated LeafSpec
-# (lightning/pytorch/utilities/_pytree.py): a note for Lightning's developers, not for a run's user.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 silence_advertisements()
 
 
@@ -265,10 +262,10 @@ def end_progress_lines() -> None:
             pass
 
 
-def report(line: str) -> None:
-    """Print a run's final line to standard error, on its own line."""
+def report(line: str, stream=None) -> None:
+    """Print a run's final line, on its own line: to standard error unless `stream` says otherwise."""
     end_progress_lines()
-    print(line, file=sys.stderr)
+    print(line, file=stream or sys.stderr)
 
 
 def holds_result(output_dir: Path) -> bool:
@@ -304,7 +301,7 @@ def main_task(cfg: DictConfig) -> float | None:
                 report(interruption_line(e, output_dir))
             sys.exit(1)
         except FinishedRun as e:  # metrics.json and the checkpoints stay as they are
-            report(str(e))
+            report(str(e), sys.stdout)  # not an error: the run is complete, exit status 0
             return e.metrics.get(cfg.get("optimized_metric"))
         except (ConfigError, DivergenceError, CheckpointWriteError) as e:
             phases.ignore_signals()

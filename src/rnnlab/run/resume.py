@@ -25,7 +25,7 @@ from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoints import check_format, read_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.run.interrupts import AFTER_TRAINING
-from rnnlab.run.outputs import METRICS_FILE
+from rnnlab.run.outputs import METRICS_FILE, resolved_paths
 
 # What an interruption's record holds besides the training's metrics.
 _INTERRUPTION_KEYS = ("status", "phase", "signal", "checkpoint", "error")
@@ -153,12 +153,13 @@ def reached_limit(ckpt: dict, trainer: L.Trainer) -> tuple[str, int, int] | None
 
 
 def read_run_metrics(output_dir: Path) -> dict:
-    """The run directory's metrics.json ({} when there is none, or it is not a JSON object)."""
+    """The run directory's metrics.json ({} when there is none, or it is not a JSON object), its paths
+    absolute: what it carries into the next metrics.json stays right wherever that is written."""
     try:
         metrics = json.loads((output_dir / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    return metrics if isinstance(metrics, dict) else {}
+    return resolved_paths(output_dir / METRICS_FILE, metrics) if isinstance(metrics, dict) else {}
 
 
 def check_not_finished(ckpt: dict, option: str, trainer: L.Trainer, output_dir: Path) -> dict[str, Any]:

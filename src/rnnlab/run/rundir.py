@@ -62,6 +62,15 @@ def _here_and_jobs(directory: Path, name: str) -> list[Path]:
     return [directory / name, *sorted(directory.glob(f"*/{name}"))]
 
 
+def _recorded_checkpoint(metrics: Path) -> str | None:
+    """The checkpoint an interrupted run's metrics.json names to resume from (None: stopped before training,
+    so the directory holds nothing to keep)."""
+    try:
+        return json.loads(metrics.read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def previous_run(directory: Path, fresh_only: bool = False) -> str | None:
     """What another run left in `directory` (results or checkpoints), described; None if nothing.
     `fresh_only` (an evaluation): a metrics.json of any status and a saved config (.hydra) count too."""
@@ -72,7 +81,8 @@ def previous_run(directory: Path, fresh_only: bool = False) -> str | None:
             if fresh_only and metrics.exists():
                 return f"holds the results of another run ({metrics.relative_to(directory)})"
             continue
-        if status in RESULT_STATUSES or (fresh_only and metrics.is_file()):
+        stopped_before_training = status == "interrupted" and not _recorded_checkpoint(metrics)
+        if (status in RESULT_STATUSES and not stopped_before_training) or (fresh_only and metrics.is_file()):
             return f"holds the results of another run ({metrics.relative_to(directory)}: status {status})"
     for checkpoints in _here_and_jobs(directory, "checkpoints"):
         if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
