@@ -53,21 +53,52 @@ def make_cfg(tmp_path):
     return make
 
 
-class RunEvents:
-    """A job's two TensorBoard runs, `<label>` (training) and `<label>/eval` (HParams session,
-    validation and `~test`), read by TensorBoard's own loader and looked up as one."""
+class _Run:
+    """One TensorBoard run read by TensorBoard's EventAccumulator, its tags as metric names
+    (`metrics/ppl` in the validation run is `val/ppl`; rnnlab.dashboard.logger.tensorboard_name)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, path: Path, split: str):
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-        from rnnlab.dashboard.logger import EVAL_RUN, event_dir
-
         sizes = {"scalars": 0, "tensors": 0, "histograms": 0, "images": 0}
+        self.split, self.acc = split, EventAccumulator(str(path), size_guidance=sizes)
+        if path.is_dir():
+            self.acc.Reload()
+        self.summary_metadata = self.acc.summary_metadata
+
+    def name(self, tag: str) -> str:
+        return f"{self.split}/{tag[len('metrics/'):]}" if tag.startswith("metrics/") else tag
+
+    def tag(self, name: str) -> str:
+        from rnnlab.dashboard.logger import tensorboard_name
+
+        return name if name.startswith("~") else tensorboard_name(name)[1]
+
+    def Tags(self) -> dict:
+        return {kind: [self.name(t) for t in tags] if isinstance(tags, list) else tags
+                for kind, tags in self.acc.Tags().items()}
+
+    def Scalars(self, name: str):
+        return self.acc.Scalars(self.tag(name))
+
+    def Images(self, name: str):
+        return self.acc.Images(self.tag(name))
+
+    def Tensors(self, name: str):
+        return self.acc.Tensors(self.tag(name))
+
+
+class RunEvents:
+    """A job's TensorBoard runs, `<label>/train` and `<label>/val` (eval.py: `<label>/eval`, holding the
+    HParams session, validation and `~test`), read by TensorBoard's own loader and looked up as one by
+    metric name (`train/loss`, `val/ppl`, `~test/ppl`)."""
+
+    def __init__(self, run_dir: Path):
+        from rnnlab.dashboard.logger import EVAL_RUN, TRAIN_RUN, VAL_RUN, event_dir
+
         self.dir = event_dir(run_dir)
-        self.train = EventAccumulator(str(self.dir), size_guidance=sizes)
-        self.eval = EventAccumulator(str(self.dir / EVAL_RUN), size_guidance=sizes)
-        for acc in (self.train, self.eval):
-            acc.Reload()
+        self.train = _Run(self.dir / TRAIN_RUN, "train")
+        self.eval = _Run(self.dir / (VAL_RUN if (self.dir / VAL_RUN).is_dir() else EVAL_RUN), "val")
 
     def tags(self, kind: str = "scalars") -> set[str]:
         return set(self.train.Tags()[kind]) | set(self.eval.Tags()[kind])

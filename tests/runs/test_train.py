@@ -32,7 +32,7 @@ def test_tiny_run_lowers_val_ppl_and_writes_every_file(make_cfg):
 
     events = scalars(run)
     assert {"train/loss", "train/ppl", "train/grad_norm", "train/tokens_per_s"} <= set(events.train.Tags()["scalars"])
-    assert {"val/ppl", "val/ppl_best", "val/bpc"} <= set(events.eval.Tags()["scalars"])
+    assert {"val/ppl", "val/best", "val/bpc"} <= set(events.eval.Tags()["scalars"])
     val = [e.value for e in events.scalars("val/ppl")]
     assert len(val) == 3 and val[-1] < val[0]
     assert any(t.startswith("samples/greedy") for t in events.tags("tensors"))

@@ -1,11 +1,11 @@
 """Charts beside Lightning's per-tag cards: a Custom Scalars layout (train and validation curves on
-one chart) and the running best of the monitored metric (`val/ppl_best`, beside `val/ppl`)."""
+one chart) and the running best of the monitored metric (`val/best`, TensorBoard `metrics/best`)."""
 
 from __future__ import annotations
 
 import lightning as L
 
-from rnnlab.dashboard.logger import log_step, writers
+from rnnlab.dashboard.logger import BEST, log_step, writers
 
 
 class ScalarsLayout(L.Callback):
@@ -23,11 +23,12 @@ class ScalarsLayout(L.Callback):
 
 
 class BestMetricLogger(L.Callback):
-    """After every validation, log `<monitor>_best` (e.g. `val/ppl_best`): the best value so far (kept
-    across a resume), the value of the checkpoint metrics.json reports as `best/<monitor>`.
+    """After every validation, log `val/best` (TensorBoard: `metrics/best` in the validation run): the
+    best value of the monitored metric so far (kept across a resume), the value of the checkpoint
+    metrics.json reports as `best/<monitor>`.
 
-    Named after the monitored tag so that it sits in the same Time Series group: TensorBoard sorts
-    the groups by name and opens the first two, which stay `train` and `val`."""
+    One name whatever the monitor (val/ppl, val/mase, val/mse): HParams then has this column in
+    every run of a folder, and parallel coordinates draw a run only where every ticked column is set."""
 
     def __init__(self, monitor: str, mode: str = "min"):
         if mode not in ("min", "max"):
@@ -42,7 +43,7 @@ class BestMetricLogger(L.Callback):
         value = float(value)
         if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
             self.best = value
-        for writer, tag in writers(trainer, f"{self.monitor}_best"):
+        for writer, tag in writers(trainer, BEST):
             writer.add_scalar(tag, self.best, log_step(trainer))
 
     def state_dict(self) -> dict:

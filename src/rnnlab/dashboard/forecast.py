@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import lightning as L
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -17,25 +18,30 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rnnlab.dashboard.logger import log_step, writers  # noqa: E402
 
 
-def validation_figure(forecast: dict, epoch: int, context: int = 50) -> plt.Figure:
-    """Observed values with each named forecast over the validation range (and `context` values before)."""
+def validation_figure(forecast: dict, epoch: int, context: int = 50, time=None, name: str = "value") -> plt.Figure:
+    """Observed values with each named forecast over the validation range (and `context` values before),
+    against the data's `time` axis (dates, as the test figures) and with the series' `name` on y."""
     series = forecast["series"].detach().float().cpu().numpy()
     preds = {name: (t.detach().cpu().numpy(), v.detach().float().cpu().numpy())
              for name, (t, v) in forecast["predictions"].items()}
     first = max(0, min(int(t.min()) for t, _ in preds.values()) - context)
     last = max(int(t.max()) for t, _ in preds.values()) + 1
+    time = np.arange(len(series)) if time is None else np.asarray(time)
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    ax.plot(range(first, last), series[first:last], lw=0.8, color="0.6", label="data")
-    for name, (t, v) in preds.items():
-        ax.plot(t, v, lw=1.2, label=f"{name} forecasts")
-    ax.set(xlabel="time", ylabel="value", title=f"validation forecasts after epoch {epoch}")
+    ax.plot(time[first:last], series[first:last], lw=0.8, color="0.6", label="data")
+    for label, (t, v) in preds.items():
+        ax.plot(time[t], v, lw=1.2, label=f"{label} forecasts")
+    ax.set(xlabel="time", ylabel=name, title=f"validation forecasts after epoch {epoch}")
     ax.legend(loc="lower left")
+    if np.issubdtype(time.dtype, np.datetime64):
+        fig.autofmt_xdate()
     fig.tight_layout()
     return fig
 
 
 class ValidationForecastFigures(L.Callback):
-    """Every `every_n_epochs` epochs (and after the last), log `val/forecast` as a TensorBoard image."""
+    """Every `every_n_epochs` epochs (and after the last), log `val/forecast` as a TensorBoard image
+    (`metrics/forecast` in the validation run, beside the error curves)."""
 
     def __init__(self, every_n_epochs: int = 1):
         self.every_n_epochs = max(1, int(every_n_epochs))
@@ -49,7 +55,11 @@ class ValidationForecastFigures(L.Callback):
         outputs = writers(trainer, "val/forecast")
         if not outputs:
             return
-        fig = validation_figure(pl_module.validation_forecast(), epoch)
+        datamodule = getattr(trainer, "datamodule", None)
+        time = datamodule.time_axis() if hasattr(datamodule, "time_axis") else None
+        targets = getattr(getattr(pl_module, "spec", None), "targets", None)
+        fig = validation_figure(pl_module.validation_forecast(), epoch, time=time,
+                                name=str(targets[0]) if targets else "value")
         for writer, tag in outputs:
             writer.add_figure(tag, fig, log_step(trainer), close=False)
         plt.close(fig)

@@ -1,16 +1,21 @@
-"""Lightning's TensorBoardLogger writing a job as two TensorBoard runs, one event file each.
+"""Lightning's TensorBoardLogger writing a job as TensorBoard runs under `<label>`, Keras-style.
 
-- `<label>`: what training logs (`train/*`, histograms, text samples, the projector);
-- `<label>/eval`: the HParams session (this job's settings, rnnlab.dashboard.hparams) and what
-  evaluation logs (`val/*`, and the test part's scores as `~test/*`).
+- `<label>/train`: what training logs; its loss and perplexity (or mse) as `metrics/loss`,
+  `metrics/ppl` (`metrics/mse`), its step diagnostics as `train/*`, text samples, histograms, the
+  projector;
+- `<label>/val`: what validation logs, under the same tags (`metrics/loss`, `metrics/ppl`,
+  `metrics/bpc`, `metrics/mase`, ..., `metrics/best`, the `metrics/forecast` figures), the test part
+  as `~test/*`, and the HParams session (rnnlab.dashboard.session);
+- `<label>/eval` (eval.py): a checkpoint's scores at the checkpoint's step, under the same tags.
 
-Why two runs: TensorBoard's HParams table takes its metric columns from every scalar of the session's
-run and the runs below it, sorted by name, and shows the first five; in one run those would be the
-`train/*` step diagnostics, with `val/ppl` hidden. Why `~test`: Time Series sorts its groups by name
-and opens only the first two (tensorboard/webapp/metrics: groupCardsByTag, then `slice(0, 2)`), so
-every group besides `train` and `val` must sort after `val`; `test` would come first and fold `val`.
-metrics.json, the CSV logger and the tools keep `test/*`. tests/dashboards/test_dashboard.py fails
-if TensorBoard changes either rule.
+Why: a Time Series card is one tag, each run one line, so train and validation share a card only as
+two runs with one tag (Keras's `train`/`validation` runs and `epoch_loss`). Time Series sorts its
+groups by name and opens only the first two (tensorboard/webapp/metrics: groupCardsByTag, then
+`slice(0, 2)`): `metrics` opens first, then `train`; `weights` and `~test` sort after. HParams takes
+its metric columns from the session's run (the validation scalars) sorted by name and ticks the first
+five: `metrics/best` (the monitored metric's running best, one name for every task) comes first.
+tests/dashboards/test_dashboard.py fails if TensorBoard changes these rules. metrics.json, the CSV
+logger and the tools keep the metric names (`train/loss`, `val/ppl`, `test/*`).
 
 Lightning's logger closes its SummaryWriter when fit ends; the test loop and the evaluation steps
 that follow then reopen it, which starts a second event file. Here `finalize` (called by Lightning
@@ -32,27 +37,41 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
 from rnnlab.dashboard import hparams as hp
+from rnnlab.dashboard import session as sessions
 
 EVENT_GLOB = "events.out.tfevents.*"
-EVAL_RUN = "eval"  # the sub-run of `<label>` holding the HParams session and the evaluation scalars
-EVAL_GROUPS = ("val/", "test/")
+TRAIN_RUN, VAL_RUN, EVAL_RUN = "train", "val", "eval"
+HEADLINE = "metrics/"  # the Time Series group that opens first: train and validation on one card each
+TRAIN_HEADLINE = ("train/loss", "train/ppl", "train/mse")  # the training curves shared with validation
+BEST = "val/best"  # the running best of the monitored metric (rnnlab.dashboard.charts.BestMetricLogger)
 
 
-def tensorboard_tag(name: str) -> str:
-    """The TensorBoard tag of a metric: `test/x` becomes `~test/x` (sorted after `train` and `val`)."""
-    return "~" + name if name.startswith("test/") else name
-
-
-def is_eval_tag(name: str) -> bool:
-    return name.startswith(EVAL_GROUPS)
+def tensorboard_name(name: str, eval_run: str = VAL_RUN) -> tuple[str, str]:
+    """(sub-run, TensorBoard tag) of a metric, figure or text: `train/loss` -> (train, metrics/loss),
+    `val/ppl` -> (val, metrics/ppl), `test/x` -> (val, ~test/x), `train/lr` -> (train, train/lr)."""
+    if name.startswith("val/"):
+        return eval_run, HEADLINE + name[4:]
+    if name.startswith("test/"):
+        return eval_run, "~" + name
+    if name in TRAIN_HEADLINE:
+        return TRAIN_RUN, HEADLINE + name[6:]
+    return TRAIN_RUN, name
 
 
 def event_dir(run_dir: str | Path) -> Path:
-    """The directory holding a run's event files (`<run dir>/<run label>`)."""
-    found = sorted({p.parent for p in Path(run_dir).glob(f"*/{EVENT_GLOB}")})
+    """The directory holding a job's TensorBoard runs (`<run dir>/<run label>`)."""
+    found = sorted({p.parent.parent for p in Path(run_dir).glob(f"*/*/{EVENT_GLOB}")})
     if len(found) != 1:
-        raise FileNotFoundError(f"{run_dir}: expected one directory of TensorBoard event files, found {len(found)}")
+        raise FileNotFoundError(f"{run_dir}: expected one directory of TensorBoard runs, found {len(found)}")
     return found[0]
+
+
+def existing_label(run_dir: str | Path) -> str | None:
+    """The label a run directory's TensorBoard runs already have (a resumed or extended run keeps it)."""
+    try:
+        return event_dir(run_dir).name
+    except FileNotFoundError:
+        return None
 
 
 def checkpoint_step(ckpt_path: str | Path | None) -> int | None:
@@ -66,15 +85,18 @@ def checkpoint_step(ckpt_path: str | Path | None) -> int | None:
 
 
 class RunLogger(TensorBoardLogger):
-    """TensorBoardLogger writing the runs `<label>` (training) and `<label>/eval` (HParams session,
-    validation and test), one event file each, and no `epoch` scalar."""
+    """TensorBoardLogger writing the runs `<label>/train` and `<label>/val` (or, with `checkpoint`
+    given, eval.py's `<label>/eval` at `step`), one event file each, and no `epoch` scalar."""
 
     DROPPED = frozenset({"epoch"})
 
-    def __init__(self, save_dir: str, name: str = "", version: str = "", **kwargs: Any):
+    def __init__(self, save_dir: str, name: str = "", version: str = "", checkpoint: str | None = None,
+                 step: int | None = None, **kwargs: Any):
         kwargs.setdefault("default_hp_metric", False)
         super().__init__(save_dir=save_dir, name=name, version=version, **kwargs)
-        self._started = False
+        self.checkpoint, self.fixed_step = checkpoint, step
+        self.eval_run = EVAL_RUN if checkpoint else VAL_RUN
+        self._session: sessions.Session | None = None
         self._eval_writer = None
 
     def resume_at(self, step: int | None) -> None:
@@ -87,46 +109,65 @@ class RunLogger(TensorBoardLogger):
 
     @property
     @rank_zero_experiment
-    def eval_writer(self):
-        """The SummaryWriter of the `<label>/eval` run (the options of `experiment`; torch's writer, the
-        one Lightning picks when tensorboard is installed, a dependency of this project)."""
+    def experiment(self) -> SummaryWriter:
+        """The SummaryWriter of the `<label>/train` run (torch's writer, the one Lightning picks when
+        tensorboard is installed, a dependency of this project); eval.py's `<label>/eval`."""
+        if self._experiment is None:  # eval.py: everything into its one run
+            self._experiment = self.eval_writer if self.checkpoint else \
+                SummaryWriter(log_dir=str(Path(self.log_dir) / TRAIN_RUN), **self._kwargs)
+        return self._experiment
+
+    @property
+    @rank_zero_experiment
+    def eval_writer(self) -> SummaryWriter:
+        """The SummaryWriter of the `<label>/val` run (`<label>/eval` in eval.py)."""
         if self._eval_writer is None:
-            self._eval_writer = SummaryWriter(log_dir=str(Path(self.log_dir) / EVAL_RUN), **self._kwargs)
+            self._eval_writer = SummaryWriter(log_dir=str(Path(self.log_dir) / self.eval_run), **self._kwargs)
         return self._eval_writer
 
     def __getstate__(self) -> dict[str, Any]:
         """As Lightning's logger: a copy sent to another process (ddp_spawn) opens its own writers."""
         state = super().__getstate__()
         state["_eval_writer"] = None
+        state["_session"] = None
         return state
 
     def writer_for(self, name: str):
         """(SummaryWriter, TensorBoard tag) for a metric, figure or text named `name`."""
-        return (self.eval_writer if is_eval_tag(name) else self.experiment), tensorboard_tag(name)
+        run, tag = tensorboard_name(name, self.eval_run)
+        return (self.experiment if run == TRAIN_RUN else self.eval_writer), tag
+
+    def step_for(self, step: int | None) -> int | None:
+        """The step to log at: eval.py's scores at the evaluated checkpoint's step."""
+        return self.fixed_step if self.fixed_step is not None else step
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, metrics: Mapping[str, Any] | None = None, step: int | None = None) -> None:
-        """Record the settings once, as HParams session info; `metrics` are logged as scalars."""
+        """Record the first settings logged as the HParams session of the validation (or eval) run,
+        status running; `metrics` are logged as scalars."""
         params = dict(params) if isinstance(params, Mapping) else vars(params)
         self.hparams.update(params)
-        if not self._started:
-            self.eval_writer._get_file_writer().add_summary(hp.session_start(params), 0)
-            self._started = True
+        if self._session is None:  # the job's settings, logged first; Lightning logs the module's after them
+            settings = hp.tensorboard_settings(params)
+            if self.checkpoint:
+                settings["eval/checkpoint"] = self.checkpoint
+            self._session = sessions.Session(Path(self.log_dir) / self.eval_run, settings)
+            self._session.write("running")
         if metrics:
             self.log_metrics(metrics, step)
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Training metrics as Lightning logs them; evaluation metrics into the eval run."""
-        metrics = {k: v for k, v in metrics.items() if k not in self.DROPPED}
-        super().log_metrics({k: v for k, v in metrics.items() if not is_eval_tag(k)}, step)
+        """Each metric into its run under its TensorBoard tag (tensorboard_name)."""
+        step = self.step_for(step)
         for name, value in metrics.items():
-            if is_eval_tag(name):
-                writer, tag = self.writer_for(name)
-                writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else value, step)
+            if name in self.DROPPED:
+                continue
+            writer, tag = self.writer_for(name)
+            writer.add_scalar(tag, value.item() if isinstance(value, torch.Tensor) else value, step)
 
     def _open_writers(self) -> list:
-        return [w for w in (self._experiment, self._eval_writer) if w is not None]
+        return [w for w in dict.fromkeys((self._experiment, self._eval_writer)) if w is not None]
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -138,9 +179,10 @@ class RunLogger(TensorBoardLogger):
 
     @rank_zero_only
     def close(self, status: str = "success") -> None:
-        """The end of the run: its HParams status, then each writer's one close."""
-        if self._started:
-            self.eval_writer._get_file_writer().add_summary(hp.session_end(status), 0)
+        """The end of the run: its HParams status (rewritten, so a resume's status replaces an
+        interruption's), then each writer's one close."""
+        if self._session is not None:
+            self._session.write(status)
         for writer in self._open_writers():
             writer.flush()
             writer.close()

@@ -4,7 +4,8 @@ sweep (TensorBoard lists it as `3/model=gru hidden_size=128` under the sweep dir
 Registered as the OmegaConf resolver `${run_label:}` (conf/logger/tensorboard.yaml). In a sweep the
 label holds the swept settings only (the sweeper's `params`, e.g. Optuna's sampled values, and the
 command line's sweep overrides such as `model=rnn,gru`, read from the sweep's multirun.yaml); in a
-single run, its command-line overrides; `defaults` when there are none.
+single run, its command-line overrides; `defaults` when there are none. A resumed or extended run keeps
+the label its directory has; eval.py takes the evaluated run's.
 """
 
 from __future__ import annotations
@@ -58,14 +59,32 @@ def swept_keys(hydra_cfg) -> set[str] | None:
     return keys or None
 
 
+def evaluated_label(ckpt_path: str | Path) -> str:
+    """eval.py's label: the evaluated run's (`<run>/checkpoints/x.ckpt` -> `<run>/<label>`), else `defaults`."""
+    from rnnlab.dashboard.logger import existing_label
+
+    return existing_label(Path(ckpt_path).resolve().parent.parent) or "defaults"
+
+
 def run_label() -> str:
+    """The label of this Hydra job: a run directory that already holds TensorBoard runs keeps their
+    label (a resumed or extended run stays one run, whatever its new overrides); eval.py takes the
+    evaluated run's label."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+
+    from rnnlab.dashboard.logger import existing_label
 
     if not HydraConfig.initialized():
         return "defaults"
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
+    if hc.job.config_name == "eval":
+        ckpt = next((o.split("=", 1)[1] for o in overrides if _key(o) == "ckpt_path"), None)
+        return evaluated_label(ckpt) if ckpt else "defaults"
+    existing = existing_label(hc.runtime.output_dir) if hc.runtime.output_dir else None
+    if existing:
+        return existing
     swept = swept_keys(hc) if hc.mode == RunMode.MULTIRUN else None
     return label_from_overrides(overrides, swept)
 

@@ -19,7 +19,13 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from lightning.pytorch.utilities import rank_zero_only
+
+from rnnlab.callbacks import code_block, show_trailing_whitespace
 from rnnlab.checkpoints import read_checkpoint
+from rnnlab.dashboard.hparams import flat_settings
+from rnnlab.dashboard.logger import RunLogger, checkpoint_step
+from rnnlab.dashboard.run_label import evaluated_label
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 from rnnlab.metrics import finite_or_none
 from rnnlab.run.build import build, build_group
@@ -108,8 +114,11 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was trained on another vocabulary than this data's: "
                           "evaluate with the training run's data options")
     check_columns(module, datamodule, data_cfg)
-    loggers = list(build_group(cfg.get("logger"), "logger").values())
+    loggers = list(build_group(evaluation_loggers(cfg.get("logger"), ckpt_path), "logger").values())
     trainer = build(cfg.trainer, "trainer", logger=loggers, callbacks=[])
+    for logger in loggers:
+        if isinstance(logger, RunLogger):  # before Lightning logs the module's own hyperparameters
+            logger.log_hyperparams(flat_settings(run_cfg, keep_null=True))
 
     start = time.perf_counter()
     metrics: dict[str, Any] = {"status": "ok", "task": task, "checkpoint": str(ckpt_path)}
@@ -129,8 +138,40 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     for logger in trainer.loggers:
         logger.log_metrics({k: v for k, v in metrics.items() if "/" in k and isinstance(v, float) and k not in logged})
-        logger.finalize("success")
+        if isinstance(logger, RunLogger):
+            log_evaluation(logger, metrics)
+        else:
+            logger.finalize("success")
     return metrics
+
+
+def evaluation_loggers(logger_cfg: DictConfig | None, ckpt_path: Path) -> DictConfig | None:
+    """The logger group, with eval.py's TensorBoard run attached to the evaluated run: named by its
+    label, `<label>/eval` in this evaluation's own directory (never the training run's), scores at the
+    checkpoint's step (rnnlab.dashboard.logger.RunLogger)."""
+    if not logger_cfg:
+        return logger_cfg
+    logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
+    for node in logger_cfg.values():
+        if isinstance(node, DictConfig) and node.get("_target_") == f"{RunLogger.__module__}.RunLogger":
+            node.name = evaluated_label(ckpt_path)
+            node.checkpoint = str(ckpt_path)
+            step = checkpoint_step(ckpt_path)  # Lightning logs an epoch's scores at its last batch, step - 1
+            node.step = max(step - 1, 0) if step is not None else None
+    return logger_cfg
+
+
+def log_evaluation(logger: RunLogger, metrics: dict[str, Any]) -> None:
+    """The checkpoint's name and the samples as text in the eval run, then its one close (the HParams
+    session, the training run's settings and `eval/checkpoint`, was written before scoring)."""
+    if rank_zero_only.rank == 0:
+        step = logger.fixed_step or 0
+        logger.eval_writer.add_text("eval/checkpoint", f"`{logger.checkpoint}` (step {step})", step)
+        for key in ("sample/greedy", "sample/sampled"):
+            if key in metrics:
+                logger.eval_writer.add_text(key.replace("sample/", "samples/"),
+                                            code_block(show_trailing_whitespace(metrics[key])), step)
+    logger.close("success")
 
 
 def main_eval(cfg: DictConfig) -> float | None:

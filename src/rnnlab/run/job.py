@@ -121,7 +121,8 @@ def start_logging(parts: RunParts, cfg: DictConfig, ckpt_path: str | None) -> No
     for logger in parts.trainer.loggers:
         if isinstance(logger, RunLogger):
             logger.resume_at(step)
-        if type(logger).__name__ == "MLFlowLogger":
+            logger.log_hyperparams(flat_settings(cfg, keep_null=True))  # unset settings shown as null
+        elif type(logger).__name__ == "MLFlowLogger":
             # MLflow's file store keeps a parameter as a file named by its key: `optimizer` and
             # `optimizer/lr` would be a file and a directory of one name.
             logger.log_hyperparams({k.replace("/", "."): v for k, v in settings.items()})
@@ -188,6 +189,10 @@ def train_and_evaluate(cfg: DictConfig, phases: Phases | None = None) -> dict[st
             if parts.trainer.is_global_zero:
                 write_metrics(output_dir, metrics)
         return metrics
+    except (DivergenceError, CheckpointWriteError):
+        if logging_started:
+            finish_logging(parts, "failed")  # the HParams status: not left running
+        raise
     except Interrupted as e:
         phases.ignore_signals()  # a second Ctrl-C would leave half the record
         where_to_resume(e, cfg, output_dir, parts, resume, trained)
