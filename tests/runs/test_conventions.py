@@ -151,7 +151,7 @@ def test_logger_many_writes_tensorboard_and_csv(many_loggers_run):
     run = many_loggers_run
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "ok"
-    assert list(event_dir(run).glob("events.out.tfevents.*"))
+    assert list(event_dir(run).glob("*/events.out.tfevents.*"))
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open()))
     val = [float(r["val/ppl"]) for r in rows if r.get("val/ppl")]
     assert len(val) == 2 and val[-1] == pytest.approx(metrics["val/ppl"], rel=1e-6)

@@ -192,7 +192,7 @@ def test_eight_jobs_on_two_joblib_workers_one_failing(tmp_path):
         statuses[hidden.split("=")[1]] = metrics["status"]
         if metrics["status"] == "ok":
             assert (job / "checkpoints" / "last.ckpt").is_file() and metrics["val/ppl"] > 1
-            assert list(event_dir(job).glob("events.out.tfevents.*"))
+            assert list(event_dir(job).glob("*/events.out.tfevents.*"))
     assert statuses.pop("0") == "config_error"
     assert sorted(statuses, key=int) == ["8", "12", "16", "20", "24", "28", "32"]
     assert set(statuses.values()) == {"ok"}
