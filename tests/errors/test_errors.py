@@ -538,6 +538,7 @@ def test_schema_walks_every_target_once_and_names_unknown_keys(tmp_path):
         check_options("rnnlab.evaluation.DynamicEvaluation", {"lr": float("nan")}, name="--{}".format)
 
 
+@pytest.mark.slow  # tests/errors/test_reliability_config.py validates every preset in the default suite
 def test_every_preset_passes_the_schema(tmp_path):
     from conftest import CONF
     from rnnlab.schema import validate

@@ -147,6 +147,7 @@ def copy_of(run, tmp_path):
     return tmp_path / "run"
 
 
+@pytest.mark.slow  # a real command (~7 s); the warnings routing is tested in process above
 def test_extending_a_finished_run_leaves_standard_error_empty(trained, tmp_path):
     run = copy_of(trained, tmp_path)
     proc = cli(*SHORT, "trainer.max_epochs=2", "ckpt_path=last", f"hydra.run.dir={run}")

@@ -43,6 +43,7 @@ def test_one_member_scores_as_dynamic_evaluation_and_two_score_no_worse_than_the
         assert two[f"ensemble/ppl_{kind}"] < max(two[f"member/ppl_{kind}"])
 
 
+@pytest.mark.slow  # a real multirun (~15 s); tests/runs/test_reliability_paths.py scores sweeps in the default suite
 def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
