@@ -3,6 +3,7 @@ checkpoints of every epoch, a clean stop on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -406,3 +407,15 @@ def early_stopping(patience: int | None = None, **kwargs) -> L.Callback | None:
     if patience is None:
         return None
     return EarlyStopping(patience=patience, **kwargs)
+
+
+def _early_stopping_signature() -> inspect.Signature:
+    """EarlyStopping's own options: rnnlab.schema checks the config's keys against them even while the
+    callback is off (a misspelt `min_delta` is refused, not silently kept)."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    params = [p for name, p in inspect.signature(EarlyStopping.__init__).parameters.items() if name != "self"]
+    return inspect.Signature([p.replace(default=None) if p.name == "patience" else p for p in params])
+
+
+early_stopping.__signature__ = _early_stopping_signature()

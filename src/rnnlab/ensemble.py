@@ -115,6 +115,8 @@ def member_checkpoints(sweep_dir: Path, skip_damaged: bool = False) -> tuple[lis
         metrics = read_metrics(metrics_file)
         if metrics.get("status") == "unreadable":
             log.warning("ensemble: job %s left out: %s", job_dir.name, metrics["error"])
+        elif metrics.get("status") != "ok":
+            log.warning("ensemble: job %s left out: status %s", job_dir.name, metrics.get("status"))
         value = metrics.get("best_checkpoint")
         if metrics.get("status") != "ok" or not value:
             continue
@@ -125,6 +127,9 @@ def member_checkpoints(sweep_dir: Path, skip_damaged: bool = False) -> tuple[lis
             found.append(Member(job_dir.name, path))
         else:
             damaged[job_dir.name] = problem
+    for job_dir in sorted({p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml")} - {
+            m.parent for m in sweep_dir.glob("*/metrics.json")}):  # a job killed before it recorded anything
+        log.warning("ensemble: job %s left out: no metrics.json (killed, or still running)", job_dir.name)
     if damaged and not skip_damaged:
         raise ConfigError(damage_message(sweep_dir, damaged))
     return found, damaged

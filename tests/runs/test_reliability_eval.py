@@ -355,3 +355,19 @@ def test_help_and_completion_import_no_torch_or_lightning():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines()[-1] == "heavy: []"
     assert len(proc.stdout.splitlines()) == 5
+
+
+def test_a_constant_extra_column_names_the_trained_columns_to_choose(forecaster, tmp_path, capsys):
+    """The data set refuses the file for its constant extra column; the line also says which columns the
+    checkpoint scores and how to choose them (the user gave no data.columns)."""
+    from rnnlab.run.eval_job import main_eval
+
+    ckpt, files = forecaster
+    rows = files["ab"].read_text().splitlines()
+    flat = tmp_path / "flat.csv"
+    flat.write_text("\n".join([rows[0] + ",c"] + [r + ",1.0" for r in rows[1:]]) + "\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main_eval(compose_eval(tmp_path / "eval", f"ckpt_path={ckpt}", f"+data.path={flat}"))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and "constant" in line
+    assert line.endswith("; the checkpoint was trained on the columns a, b: evaluate them with +data.columns=[a,b]")

@@ -76,3 +76,84 @@ def test_a_resumed_record_reads_its_paths_against_its_own_directory(tmp_path):
     record = read_run_metrics(moved)
     assert record["checkpoint"] == str(moved / "checkpoints" / "last.ckpt")
     assert record["lr_find/plot"] == str(moved / "lr_find.png")
+
+
+# Found by trying the round's rows as a user ------------------------------------------------------------------
+def test_a_run_directory_inside_another_run_is_refused_before_anything_is_made(tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    for inside in (run / "checkpoints", run / ".hydra", run / "checkpoints" / "new"):
+        with pytest.raises(ConfigError, match=rf"lies inside the run directory '{run}': give a directory of its own"):
+            rundir.claim(inside, "hydra.run.dir", resume=False)
+    assert not (run / "checkpoints" / "new").exists() and not (run / "checkpoints" / ".lock").exists()
+    assert rundir.claim(tmp_path / "beside", "hydra.run.dir", resume=False) >= 0  # a sibling is fine
+
+
+def test_a_full_disk_while_claiming_is_one_line_naming_the_directory(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(rundir.os, "write", full)
+    with pytest.raises(ConfigError, match=r"hydra.run.dir='.*/r' cannot be written \(No space left on device\)"):
+        rundir.claim(tmp_path / "r", "hydra.run.dir", resume=False)
+    assert not (tmp_path / "r" / ".lock").exists()
+
+
+def test_a_misspelt_early_stopping_option_is_refused_while_it_is_off(tmp_path):
+    from conftest import compose_config
+    from rnnlab.schema import validate
+
+    cfg = compose_config(tmp_path, "+callbacks.early_stopping.patiense=5")
+    with pytest.raises(ConfigError, match=r"callbacks.early_stopping.patiense is not an option .*: allowed are "
+                                          r"monitor, min_delta, patience"):
+        validate(cfg)
+
+
+def test_a_single_plugin_node_reaches_the_trainer(tmp_path):
+    from conftest import compose_config
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    from rnnlab.checkpoint_io import AtomicCheckpointIO
+    from rnnlab.run.build import build_run
+
+    cfg = compose_config(tmp_path, "+trainer.plugins={_target_: lightning.fabric.plugins.environments.LightningEnvironment}")
+    trainer = build_run(cfg).trainer
+    assert isinstance(trainer._accelerator_connector.cluster_environment, LightningEnvironment)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_a_runs_final_line_is_kept_in_its_log_file_too(tmp_path, capsys):
+    import logging
+
+    from rnnlab.run.job import report
+
+    handler = logging.FileHandler(tmp_path / "train.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        report("interrupted by SIGINT during data build: nothing was trained")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    assert capsys.readouterr().err == "interrupted by SIGINT during data build: nothing was trained\n"
+    assert (tmp_path / "train.log").read_text() == "interrupted by SIGINT during data build: nothing was trained\n"
+
+
+def test_an_ensemble_names_the_jobs_it_leaves_out(tmp_path, caplog):
+    import logging
+
+    from rnnlab.ensemble import member_checkpoints
+
+    for job, record in (("0", None), ("1", {"status": "diverged", "error": "nan"})):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 1\n")
+        if record:
+            write_metrics(tmp_path / job, record)
+    with caplog.at_level(logging.WARNING, logger="rnnlab.ensemble"):
+        assert member_checkpoints(tmp_path) == ([], {})
+    assert [r.getMessage() for r in caplog.records] == [
+        "ensemble: job 1 left out: status diverged",
+        "ensemble: job 0 left out: no metrics.json (killed, or still running)"]

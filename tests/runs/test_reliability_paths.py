@@ -218,7 +218,7 @@ def test_a_cache_entry_with_ids_overwritten_in_place_is_rebuilt_before_training(
     assert np.load(entry).max() < 30  # the rebuilt entry's ids lie inside the book's 28-token vocabulary
 
 
-@pytest.mark.parametrize("damage", ["ids", "vocabulary", "header"])
+@pytest.mark.parametrize("damage", ["ids", "vocabulary", "header", "ids and checksum"])
 def test_a_damaged_cache_entry_is_discarded_with_a_warning_and_rebuilt(tmp_path, monkeypatch, caplog, damage):
     monkeypatch.setattr(cache, "MIN_BYTES", 0)
     p = tmp_path / "c.txt"
@@ -230,8 +230,13 @@ def test_a_damaged_cache_entry_is_discarded_with_a_warning_and_rebuilt(tmp_path,
         corrupt_in_place(npy)
     elif damage == "vocabulary":  # still valid JSON, of the same length
         meta_file.write_text(meta_file.read_text(encoding="utf-8").replace('"t"', '"T"', 1), encoding="utf-8")
-    else:
+    elif damage == "header":
         npy.write_bytes(b"\x93NUMPY broken" + npy.read_bytes()[13:])
+    else:  # ids outside the vocabulary under a checksum that matches them: the range check catches it
+        corrupt_in_place(npy)
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta["ids"] = cache.file_checksum(npy)
+        meta_file.write_text(json.dumps(meta), encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="rnnlab.data.cache"):
         again, vocab2 = load_ids(p, "char", cache_dir=tmp_path / "cache")
     assert np.array_equal(again, ids) and vocab2.idx_to_token == vocab.idx_to_token

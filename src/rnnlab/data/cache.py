@@ -123,6 +123,8 @@ def load(cache_dir: str | Path, key: str) -> tuple[np.ndarray, Vocab] | None:
         return None
     except ValueError as e:  # not JSON or not UTF-8, a damaged .npy header
         why = f"its files cannot be read ({type(e).__name__})"
+    if not why and ids.size and (int(ids.min()) < 0 or int(ids.max()) >= len(meta["idx_to_token"])):
+        why = f"ids outside its vocabulary of {len(meta['idx_to_token'])} tokens"  # a checksum written over bad ids
     if why:
         discard(root, key, why)
         return None

@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
@@ -86,5 +86,9 @@ def build_run(cfg: DictConfig) -> RunParts:
     if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = list(build_group(cfg.get("logger"), "logger").values())
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers, plugins=trainer_plugins(cfg.trainer))
+    # The plugins are built above: the node goes without them (a single plugin node would not merge with a list).
+    options = OmegaConf.to_container(cfg.trainer, resolve=True)
+    options.pop("plugins", None)
+    trainer = build(OmegaConf.create(options), "trainer", callbacks=callbacks, logger=loggers,
+                    plugins=trainer_plugins(cfg.trainer))
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))

@@ -106,10 +106,17 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     validate_eval(cfg, run_cfg)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build(data_cfg, "data")
-    datamodule.setup("fit")
     module_cls = get_class(run_cfg.module._target_)
     module = module_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+    trained = getattr(getattr(module, "spec", None), "columns", None)
+    try:
+        datamodule = build(data_cfg, "data")
+    except ConfigError as e:  # e.g. an extra column of the file is constant: say which columns to choose
+        if trained is None or data_cfg.get("columns") is not None:
+            raise
+        raise ConfigError(f"{e}; the checkpoint was trained on the columns {', '.join(trained)}: "
+                          f"evaluate them with +data.columns=[{','.join(trained)}]") from None
+    datamodule.setup("fit")
     if task == "lm" and list(module.vocab.idx_to_token) != datamodule.module_kwargs()["vocab"]:
         raise ConfigError(f"ckpt_path={str(ckpt_path)!r} was trained on another vocabulary than this data's: "
                           "evaluate with the training run's data options")

@@ -268,9 +268,14 @@ def end_progress_lines() -> None:
 
 
 def report(line: str, stream=None) -> None:
-    """Print a run's final line, on its own line: to standard error unless `stream` says otherwise."""
+    """Print a run's final line, on its own line: to standard error unless `stream` says otherwise; the
+    run's log file (train.log) keeps it too, without a second copy on the terminal."""
     end_progress_lines()
     print(line, file=stream or sys.stderr)
+    record = log.makeRecord(log.name, logging.INFO if stream else logging.WARNING, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def holds_result(output_dir: Path) -> bool:

@@ -113,11 +113,23 @@ def first_missing(directory: Path) -> Path | None:
     return missing
 
 
+def enclosing_run(directory: Path) -> Path | None:
+    """The run directory (one with `.hydra/` or metrics.json) that `directory` lies inside, if any: a run's
+    own files (checkpoints/, .hydra/, its TensorBoard runs) are never another run's directory."""
+    for parent in directory.resolve().parents:
+        if (parent / ".hydra").is_dir() or (parent / "metrics.json").is_file():
+            return parent
+    return None
+
+
 def claim(directory: Path, option: str, resume: bool, fresh_only: bool = False, config_name: str | None = None) -> int:
     """Create `directory` if needed and lock it for this run; returns the lock's file descriptor.
     A ConfigError names the option when the directory cannot be used. `config_name`: the claiming
     run's config; a directory another config's run made is refused even to a resume."""
     shown = f"{option}={str(directory)!r}"
+    inside = enclosing_run(directory)  # before anything is created there
+    if inside is not None:
+        raise ConfigError(f"{shown} lies inside the run directory {str(inside)!r}: give a directory of its own")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -139,8 +151,12 @@ def claim(directory: Path, option: str, resume: bool, fresh_only: bool = False, 
                               "give another directory")
         hint = "" if fresh_only or foreign else ", or resume it with ckpt_path=last"
         raise ConfigError(f"{shown} {found}: give another directory{hint}")
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError as e:  # a full disk, a quota
+        release(directory, fd)
+        raise ConfigError(f"{shown} cannot be written ({e.strerror}): free space or give another directory") from None
     return fd
 
 
