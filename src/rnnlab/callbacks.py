@@ -286,9 +286,11 @@ class InterruptCheckpoint(L.Callback):
         self._pending: int | None = None
         self._training = False
         self._lightning_sigterm = None
+        self._trainer = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._pending, self._training = None, True
+        self._trainer = trainer if trainer.world_size > 1 else None  # several processes: see _stop_all_ranks
         if threading.current_thread() is not threading.main_thread():
             return
         # Lightning has installed its SIGTERM handler (Trainer._run, after on_fit_start) and restores the
@@ -302,6 +304,8 @@ class InterruptCheckpoint(L.Callback):
             self._pending = signum
             self.signal = signal.Signals(signum).name
             log.warning("%s received: stopping after this training batch (send it again to stop at once)", self.signal)
+            return
+        if self._trainer is not None:  # several processes stop together or not at all (a hang otherwise)
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -326,7 +330,10 @@ class InterruptCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self._pending is not None and batch_idx + 1 < trainer.num_training_batches:
-            self._stop_at_lightning_boundary()
+            if trainer.world_size > 1:
+                _stop_all_ranks(trainer)
+            else:
+                self._stop_at_lightning_boundary()
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if not self._training or not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
@@ -334,6 +341,8 @@ class InterruptCheckpoint(L.Callback):
         self._training = False
         if self.signal is None:
             self.signal = "SIGINT" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
+        if self._trainer is not None and trainer.is_global_zero and isinstance(exception, SIGTERMException):
+            _release_other_ranks(trainer)
         path = f"{self.dirpath}/{self.FILENAME}"
         try:
             trainer.save_checkpoint(path, weights_only=False)  # the full training state
@@ -348,6 +357,29 @@ class InterruptCheckpoint(L.Callback):
         self._training = False
         if trainer.is_global_zero and not trainer.interrupted:
             Path(self.dirpath, self.FILENAME).unlink(missing_ok=True)
+
+
+def _stop_all_ranks(trainer) -> None:
+    """Several processes (DDP): mark rank 0's Trainer as having received SIGTERM, without Lightning's
+    handler, whose own broadcast (from inside the handler, at the end of a different batch on each rank,
+    as each learns of Ctrl-C on its own) pairs with the training loop's and hangs every rank (measured:
+    `trainer=ddp_cpu trainer.devices=2`, Ctrl-C, both ranks in a gloo broadcast). Rank 0 then raises
+    SIGTERMException after this batch and, in on_exception, `_release_other_ranks` lets the others stop
+    at the same batch. The flag is private (Trainer.received_sigterm reads
+    `_signal_connector.received_sigterm`): tests/runs/test_reliability_faults.py fails if that changes."""
+    if trainer.is_global_zero:
+        trainer._signal_connector.received_sigterm = True
+
+
+def _release_other_ranks(trainer) -> None:
+    """Rank 0 stopped alone after a batch; the other ranks wait in the broadcast with which Lightning's
+    training loop (`_TrainingEpochLoop._broadcast_sigterm_tensor`, Lightning 2.6) shares rank 0's flag
+    before each batch. Send them 1 and join the barrier that follows: they raise SIGTERMException too,
+    and every rank saves interrupted.ckpt together (Trainer.save_checkpoint's barrier). The protocol is
+    private: tests/runs/test_reliability_faults.py fails if the loop stops broadcasting this way."""
+    flag = torch.tensor([1], device=trainer.strategy.root_device)
+    torch.distributed.broadcast(flag, src=0)
+    torch.distributed.barrier()
 
 
 class SignalAtStep(L.Callback):

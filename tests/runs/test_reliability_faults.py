@@ -373,3 +373,60 @@ def test_real_command_disk_full_under_a_file_size_limit(tmp_path):
         r"\((file too large for a file-size limit|the write failed: a full disk or a file-size limit)\): "
         r"nothing was written", lines[0]), lines
     assert metrics(run)["status"] == "checkpoint_error" and checkpoints(run) == []
+
+
+def test_lightning_still_reads_received_sigterm_from_its_signal_connector():
+    """rnnlab.callbacks._stop_all_ranks sets the flag Lightning's training loop broadcasts from rank 0 (DDP)."""
+    import lightning as L
+
+    from rnnlab.callbacks import _stop_all_ranks
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    assert trainer.received_sigterm is False
+    _stop_all_ranks(trainer)
+    assert trainer.received_sigterm is True
+
+
+def test_lightning_still_shares_rank_zeros_stop_by_a_broadcast_and_a_barrier():
+    """rnnlab.callbacks._release_other_ranks answers the other ranks in this protocol (DDP Ctrl-C)."""
+    import inspect
+
+    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+
+    source = inspect.getsource(_TrainingEpochLoop._broadcast_sigterm_tensor)
+    assert "torch.distributed.broadcast(sigterm_tensor, src=0)" in source
+    assert "torch.distributed.barrier()" in source and "raise SIGTERMException" in source
+    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [True, False], ids=["ctrl-c to every process", "sigterm to rank 0"])
+def test_ddp_stops_on_a_signal_saves_and_resumes(tmp_path, group):
+    """Two CPU processes: Ctrl-C (SIGINT to the process group) or SIGTERM to rank 0 alone stops both at
+    one batch, with interrupted.ckpt, one line and `status: interrupted` (it used to hang in a broadcast);
+    the resume from it finishes the run."""
+    import time
+
+    run = tmp_path / "ddp"
+    args = [sys.executable, "train.py", *TINY, "trainer=ddp_cpu", "trainer.devices=2", "data.max_tokens=40000",
+            "trainer.max_epochs=30", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    while not (run / "checkpoints" / "last.ckpt").exists():  # training is under way
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.5)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=600)  # only against a hang
+    metrics = json.loads((run / "metrics.json").read_text())
+    name = "SIGINT" if group else "SIGTERM"
+    assert proc.returncode == 1 and metrics["status"] == "interrupted" and metrics["signal"] == name
+    assert err.strip().splitlines() == [f"interrupted by {name} during training at epoch {metrics['epochs']}, step "
+                                        f"{metrics['global_step']}; resume with ckpt_path={run}/checkpoints/interrupted.ckpt"]
+    resume = subprocess.run([*args[:-2], f"trainer.max_epochs={metrics['epochs'] + 1}", f"hydra.run.dir={run}",
+                             f"ckpt_path={run}/checkpoints/interrupted.ckpt"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resume.returncode == 0, resume.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "ok"
