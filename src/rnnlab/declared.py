@@ -98,24 +98,22 @@ def _roots(sources: tuple[tuple[str, str], ...]) -> list[Any]:
     return roots
 
 
+def _under(root: Any, path: str) -> Any:
+    """`root / "a/b/c"` part by part (a package's resources take one name at a time)."""
+    for part in path.split("/"):
+        root = root / part
+    return root
+
+
 def _find(roots: list[Any], name: str) -> list[Any]:
     """The files `name` (a/b/c, without .yaml) in every search-path root."""
-    found = []
-    for root in roots:
-        node = root
-        for part in f"{name}.yaml".split("/"):
-            node = node / part
-        if node.is_file():
-            found.append(node)
-    return found
+    return [node for root in roots if (node := _under(root, f"{name}.yaml")).is_file()]
 
 
 def _group_options(roots: list[Any], group: str) -> list[str]:
     names = []
     for root in roots:
-        node = root
-        for part in group.split("/"):
-            node = node / part
+        node = _under(root, group)
         if node.is_dir():
             names += [f"{group}/{p.name[:-5]}" for p in node.iterdir() if p.name.endswith(".yaml")]
     return sorted(set(names))
