@@ -6,6 +6,7 @@ added by an override), so no test waits on the wall clock; the bounds below only
 """
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -120,18 +121,24 @@ def test_ckpt_path_last_without_a_last_ckpt_is_refused(tmp_path, capsys):
     assert metrics(run)["status"] == "config_error"
 
 
-def test_ckpt_path_last_of_a_run_interrupted_in_its_first_epoch_names_interrupted_ckpt(tmp_path, capsys):
-    """Interrupted before any epoch ended: no last.ckpt yet. The line names interrupted.ckpt, and the
-    refused resume keeps the metrics.json that records the interruption."""
-    run = tmp_path / "early"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "checkpoints" / "interrupted.ckpt").write_bytes(b"saved at the interruption")
-    record = {"status": "interrupted", "signal": "SIGINT", "checkpoint": str(run / "checkpoints" / "interrupted.ckpt")}
-    (run / "metrics.json").write_text(json.dumps(record))
-    line = resume_error(run, capsys, "ckpt_path=last")
-    assert line.endswith(f"the run was interrupted before an epoch ended; resume with "
-                         f"ckpt_path={run / 'checkpoints' / 'interrupted.ckpt'}")
-    assert metrics(run) == record
+def test_ckpt_path_last_after_a_stop_resumes_from_interrupted_ckpt_and_equals_an_uninterrupted_run(tmp_path, caplog):
+    """Stopped mid-way through the second epoch: interrupted.ckpt is newer than last.ckpt (the first
+    epoch's), and `ckpt_path=last` takes it: nothing trained since last.ckpt is lost, and the run ends
+    with the metrics of one never stopped."""
+    whole = tmp_path / "whole"
+    main_task(compose_config(whole, *RUN))
+    run = tmp_path / "stopped"
+    with pytest.raises(SystemExit):
+        main_task(compose_config(run, *RUN, fault("SIGINT")))
+    assert metrics(run)["status"] == "interrupted" and (run / "checkpoints" / "last.ckpt").is_file()
+    with caplog.at_level(logging.INFO, logger="rnnlab.run.resume"):
+        main_task(compose_config(run, *RUN, "ckpt_path=last"))
+    assert f"ckpt_path=last: resuming from {run / 'checkpoints' / 'interrupted.ckpt'}" in caplog.text
+    resumed, expected = metrics(run), metrics(whole)
+    assert resumed["status"] == "ok" and resumed["global_step"] == expected["global_step"]
+    for key in ("val/ppl", "train/ppl"):
+        assert resumed[key] == pytest.approx(expected[key], abs=1e-5), key
+    assert not (run / "checkpoints" / "interrupted.ckpt").exists()
 
 
 @pytest.mark.parametrize("change, message", [

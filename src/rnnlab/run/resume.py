@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from rnnlab.checkpoints import check_format, read_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.run.interrupts import AFTER_TRAINING
 from rnnlab.run.outputs import METRICS_FILE, resolved_paths
+
+log = logging.getLogger(__name__)
 
 # What an interruption's record holds besides the training's metrics.
 _INTERRUPTION_KEYS = ("status", "phase", "signal", "checkpoint", "error")
@@ -68,16 +71,18 @@ def best_alternative(directory: Path, broken: Path) -> Path | None:
 
 
 def resolve_checkpoint(ckpt_path: str | None, directory: Path) -> Path | None:
-    """The file `ckpt_path` names (`last`: this run's last.ckpt), which must exist."""
+    """The file `ckpt_path` names (`last`: this run's newest of last.ckpt and interrupted.ckpt), which must exist."""
     if ckpt_path is None:
         return None
     if ckpt_path == "last":
-        path = directory / "last.ckpt"
+        path, interrupted = directory / "last.ckpt", directory / InterruptCheckpoint.FILENAME
+        if interrupted.is_file() and (not path.is_file() or interrupted.stat().st_mtime_ns > path.stat().st_mtime_ns):
+            # Saved at a stop after the last finished epoch: resuming from last.ckpt would lose the batches
+            # between them (and the resumed run removes interrupted.ckpt when it finishes).
+            log.info("ckpt_path=last: resuming from %s, saved when the run was stopped (newer than last.ckpt)",
+                     interrupted)
+            return interrupted
         if not path.is_file():
-            interrupted = directory / InterruptCheckpoint.FILENAME  # saved on a stop before an epoch ended
-            if interrupted.is_file():
-                raise ConfigError(f"ckpt_path=last but {path} does not exist: the run was interrupted before an "
-                                  f"epoch ended; resume with ckpt_path={interrupted}")
             raise ConfigError(f"ckpt_path=last but {path} does not exist: this run directory has no checkpoint to "
                               "resume; give a checkpoint's path, or leave ckpt_path out to train from scratch")
         return path
