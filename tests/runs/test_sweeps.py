@@ -68,7 +68,7 @@ def test_sweep_cells_two_jobs(tmp_path):
 def test_best_char_lm_ensemble_two_members(tmp_path):
     # Not debug=fdr: a debug run writes no checkpoints, and the ensemble is made of the members' best ones.
     proc = train_cli("-m", "experiment=best_char_lm_ensemble", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-                     *QUIET, *TINY_LM, "model.num_layers=1", "module.embedding_dim=4", "seed=1,2",
+                     *QUIET, *TINY_LM, "model.num_layers=1", "model.dropout=0", "module.embedding_dim=4", "seed=1,2",
                      "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [(m["seed"], m["status"]) for m in job_metrics(tmp_path)] == [(1, "ok"), (2, "ok")]
