@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,33 @@ class RunEvents:
 
     def tensors(self, tag: str):
         return self._holder("tensors", tag).Tensors(tag)
+
+
+# The one-line error path: what every refused run and command must show --------------------------------------
+def one_error_line(err: str) -> str:
+    """The single line our code printed on stderr (Hydra's and Lightning's own log lines go to stdout)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+def assert_refused_run(run: Path, line: str) -> None:
+    """A refused run leaves only its metrics.json with the error (and Hydra's .hydra/ and log)."""
+    assert json.loads((run / "metrics.json").read_text()) == {"status": "config_error", "error": line[len("error: "):]}
+    assert not (run / "checkpoints").exists()
+    assert not list(run.rglob("events.out.tfevents*"))
+
+
+def assert_refused_in_process(cfg, capsys, message: str) -> str:
+    """main_task on `cfg` ends with exit status 2 and one line matching `message`; nothing but the record."""
+    from rnnlab.run.job import main_task
+
+    with pytest.raises(SystemExit) as info:
+        main_task(cfg)
+    assert info.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert re.search(message, line), line
+    assert_refused_run(Path(cfg.paths.output_dir), line)
+    return line

@@ -12,7 +12,8 @@ from torch import nn
 from rnnlab.data.sampling import WindowDataset
 from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
 from rnnlab.errors import ConfigError
-from rnnlab.data.series import OverlappingSampler, SeriesSpec
+from rnnlab.data.sampling import OverlappingSampler
+from rnnlab.data.series import SeriesSpec
 from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.regressor import SequenceRegressor
 from rnnlab.run.job import main_task

@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import FAST, ROOT, TINY, RunEvents, compose_config
+from conftest import FAST, ROOT, TINY, RunEvents, assert_refused_in_process, assert_refused_run, compose_config, one_error_line
 from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.cli.generate import main as generate_main
@@ -26,22 +26,6 @@ from rnnlab.run import rundir
 from rnnlab.run.job import main_task
 
 NO_GPU = not torch.cuda.is_available()
-
-
-def one_error_line(err: str) -> str:
-    """The single line our code printed (Hydra's and Lightning's own log lines go to stdout)."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("error: "), lines[0]
-    return lines[0]
-
-
-def assert_refused_run(run: Path, line: str) -> None:
-    """A refused run leaves only its metrics.json with the error (and Hydra's .hydra/ and log)."""
-    assert json.loads((run / "metrics.json").read_text()) == {"status": "config_error", "error": line[len("error: "):]}
-    assert not (run / "checkpoints").exists()
-    assert not list(run.rglob("events.out.tfevents*"))
 
 
 # train.py, in process (main_task on the composed config) ------------------------------------------------
@@ -180,13 +164,7 @@ def paths(tmp_path):
 @pytest.mark.parametrize("overrides, message", TRAIN, ids=[" ".join(o) for o, _ in TRAIN])
 def test_train_bad_value_is_one_line_and_writes_no_result(make_cfg, capsys, paths, overrides, message):
     tiny = not any(o.startswith(("task=forecast", "data=")) for o in overrides)
-    cfg = make_cfg(*(o.format(**paths) for o in overrides), tiny=tiny)
-    with pytest.raises(SystemExit) as info:
-        main_task(cfg)
-    assert info.value.code == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert re.search(message, line), line
-    assert_refused_run(Path(cfg.paths.output_dir), line)
+    assert_refused_in_process(make_cfg(*(o.format(**paths) for o in overrides), tiny=tiny), capsys, message)
 
 
 def test_log_every_n_steps_zero_means_no_per_step_logging(make_cfg):

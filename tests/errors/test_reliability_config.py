@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,28 +19,14 @@ from hydra.core.global_hydra import GlobalHydra
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from conftest import CONF, ROOT, TINY, compose_config
+from conftest import CONF, ROOT, TINY, assert_refused_in_process, assert_refused_run, compose_config, one_error_line
 from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
 from rnnlab.run.build import build_run
-from rnnlab.run.job import main_task
 from rnnlab.schema import check_declared_keys, validate
 
 ON_CPU = not torch.cuda.is_available() and not torch.backends.mps.is_available()
 PRECISION_PLUGIN = "{_target_:lightning.pytorch.plugins.precision.MixedPrecision,precision:bf16-mixed,device:cpu}"
-
-
-def one_error_line(err: str) -> str:
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
-
-
-def assert_refused_run(run: Path, line: str) -> None:
-    """Only the config_error record: no checkpoint, no event file."""
-    assert json.loads((run / "metrics.json").read_text()) == {"status": "config_error", "error": line[len("error: "):]}
-    assert not (run / "checkpoints").exists() and not list(run.rglob("events.out.tfevents*"))
 
 
 # Each row in process: main_task on the composed config (the real error path, without a process start) -------
@@ -97,13 +82,7 @@ def _ids(rows):
 
 @pytest.mark.parametrize("overrides, message", ROWS, ids=_ids(ROWS))
 def test_bad_config_is_one_line_and_leaves_only_the_error(make_cfg, capsys, overrides, message):
-    cfg = make_cfg(*overrides)
-    with pytest.raises(SystemExit) as info:
-        main_task(cfg)
-    assert info.value.code == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert re.search(message, line), line
-    assert_refused_run(Path(cfg.paths.output_dir), line)
+    assert_refused_in_process(make_cfg(*overrides), capsys, message)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -18,19 +18,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from conftest import CONF, FAST, ROOT, TINY, compose_config
+from conftest import CONF, ROOT, TINY, compose_config, one_error_line
 from rnnlab.configs import CONF_DIR
 from rnnlab.errors import ConfigError
 from rnnlab.run import rundir
 
 ENV = dict(os.environ, HYDRA_FULL_ERROR="0", OMP_NUM_THREADS="1")
-
-
-def one_error_line(err: str) -> str:
-    """The single line our code printed (Hydra's and Lightning's own log lines go to stdout)."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def command(script: str, *args: str, cwd: Path = ROOT, timeout: int = 240) -> subprocess.CompletedProcess:

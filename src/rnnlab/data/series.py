@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from rnnlab.data.sampling import SERIES_SAMPLINGS, OverlappingSampler, make_sampler, window_loader  # noqa: F401
+from rnnlab.data.sampling import SERIES_SAMPLINGS, make_sampler, window_loader
 from rnnlab.data.table import BUNDLED_DIR, as_list, read_table
 from rnnlab.errors import require, require_choice, require_positive_int
 

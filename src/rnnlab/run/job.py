@@ -84,7 +84,7 @@ def train(parts: RunParts, resume: ResumePoint, phases: Phases) -> None:
     except MisconfigurationException as e:
         # The Trainer's checks that need the data (e.g. limit_train_batches=0.1 of 4 batches): one line.
         raise ConfigError(trainer_error_line(str(e))) from None
-    except SystemExit as e:  # Lightning's exit after KeyboardInterrupt, or its SIGTERMException
+    except SystemExit:  # Lightning's exit after KeyboardInterrupt, or its SIGTERMException
         if not trainer.interrupted:
             raise
         if interrupt is not None and interrupt.save_error is not None:
