@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from book_style import BookStyleRNN  # noqa: E402
 from rows import loop, row, write_rows  # noqa: E402
 
-from rnnlab.data import TimeMachineDataModule  # noqa: E402
+from rnnlab.data import TextDataModule  # noqa: E402
 from rnnlab.models import build_core  # noqa: E402
 from rnnlab.models.cores import detach_state, output_size  # noqa: E402
 
@@ -48,7 +48,7 @@ def sync(device):
 
 def batches_on(device, batch_size, num_steps, n=64):
     """Real training batches of The Time Machine (sequential partitioning), moved to the device once."""
-    dm = TimeMachineDataModule(batch_size=batch_size, num_steps=num_steps)
+    dm = TextDataModule(batch_size=batch_size, num_steps=num_steps)
     dm.setup("fit")
     out = [(x.to(device), y.to(device)) for x, y in dm.train_dataloader()]
     return (out * (n // len(out) + 1))[:n], dm.vocab_size

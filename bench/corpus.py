@@ -112,11 +112,11 @@ def train_rate(path: Path | None, options: dict, steps: int, cache_dir: str | No
 
     from bench import Throughput
 
-    from rnnlab.data import TimeMachineDataModule
+    from rnnlab.data import TextDataModule
     from rnnlab.models import LanguageModel
 
     L.seed_everything(0, verbose=False)
-    dm = TimeMachineDataModule(path=str(path) if path else None, cache_dir=cache_dir, **options)
+    dm = TextDataModule(path=str(path) if path else None, cache_dir=cache_dir, **options)
     dm.setup("fit")
     module = LanguageModel(core={"kind": "lstm", "hidden_size": 256},
                            optimizer={"_target_": "torch.optim.SGD", "lr": 1.0}, **dm.module_kwargs())

@@ -33,7 +33,7 @@ from torch import nn
 
 from bench import batches_on, project_path, raw_loop, side_by_side, timed, update
 from syncs import Phase
-from rnnlab.data import TimeMachineDataModule
+from rnnlab.data import TextDataModule
 from rnnlab.models import LanguageModel
 
 # The empty step trains on the real DataModule, whose validation loader it does not use.
@@ -124,7 +124,7 @@ def main(argv=None):
         return boundary(args)
     B, T, dev = args.batch_size, args.num_steps, args.device
     batches, vocab = batches_on(dev, B, T)
-    dm = TimeMachineDataModule(batch_size=B, num_steps=T)
+    dm = TextDataModule(batch_size=B, num_steps=T)
     dm.setup("fit")
     probe = raw_loop(args.core, args.hidden, batches, vocab, dev, 1.0)
     steps = max(int(probe * args.seconds / (B * T)), 20) + 5

@@ -31,7 +31,7 @@ def _panels(spec, title: str):
 
 
 def forecast_figures(f: dict, time) -> dict[str, plt.Figure]:
-    """The three figures from the forecasts a regressor keeps after testing (`SequenceRegressor.forecasts`)."""
+    """The three figures from the forecasts a regressor keeps after testing (`ForecastModel.forecasts`)."""
     spec, levels = f["spec"], f["levels"].numpy()
     time = np.asarray(time)
     cols = [spec.columns.index(t) for t in spec.targets]

@@ -17,14 +17,14 @@ import torch
 from rnnlab.checkpoints import format_one_error, pickles_objects
 from rnnlab.data.table import next_times, read_table
 from rnnlab.errors import ConfigError, require, require_positive_int
-from rnnlab.models.regressor import SequenceRegressor
+from rnnlab.models.forecast_model import ForecastModel
 
 
-def load_regressor(ckpt: str | Path) -> SequenceRegressor:
+def load_forecast_model(ckpt: str | Path) -> ForecastModel:
     """A trained regressor on the CPU, in evaluation mode (checkpoints are plain data, read with weights_only)."""
     require(Path(ckpt).is_file(), "ckpt", "no such file: give a checkpoint of task=forecast", str(ckpt))
     try:
-        module = SequenceRegressor.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+        module = ForecastModel.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     except Exception as e:  # not a checkpoint of this module
         if pickles_objects(Path(ckpt), e):
             raise format_one_error(Path(ckpt), "ckpt") from None
@@ -33,7 +33,7 @@ def load_regressor(ckpt: str | Path) -> SequenceRegressor:
     return module.eval()
 
 
-def forecast_csv(module: SequenceRegressor, csv: str | Path, steps: int) -> pd.DataFrame:
+def forecast_csv(module: ForecastModel, csv: str | Path, steps: int) -> pd.DataFrame:
     """The `steps` rows after the last row of `csv`, every input column in original units with its
     prediction interval (`<column>_lower`, `<column>_upper`, at the coverage `module.interval` the
     checkpoint was calibrated for on its validation part), dated when the file has a time column."""

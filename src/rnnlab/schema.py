@@ -244,7 +244,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "weight_drop": FRACTION,
         "token": choice(*TOKENIZERS),
     },
-    "rnnlab.models.regressor.SequenceRegressor": {
+    "rnnlab.models.forecast_model.ForecastModel": {
         "ks": nullable(HORIZONS, "derived from the data"),
         "sampling": choice(*SERIES_SAMPLINGS),
         "num_steps": nullable(POSITIVE_INT, "derived from the data"),
@@ -253,7 +253,7 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
         "residual": BOOL,
         "interval": OPEN_FRACTION,
     },
-    "rnnlab.data.TimeMachineDataModule": {
+    "rnnlab.data.TextDataModule": {
         "path": regular_file_or_null,
         "token": choice(*TOKENIZERS),
         "preprocess": choice(*PREPROCESSES),
@@ -555,13 +555,13 @@ def _check_tune(cfg: DictConfig) -> None:
 
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
     "rnnlab.models.build_core": [_check_core],
-    "rnnlab.data.TimeMachineDataModule": [_check_text_fractions],
+    "rnnlab.data.TextDataModule": [_check_text_fractions],
     "rnnlab.callbacks.early_stopping": [_check_early_stopping],
     "lightning.pytorch.Trainer": [_check_trainer],
     "torch.optim.SGD": [_check_sgd],
     "rnnlab.data.sine.SineDataModule": [_check_sine],
     "rnnlab.data.series.SeriesDataModule": [_check_series],
-    "rnnlab.models.regressor.SequenceRegressor": [_check_regressor],
+    "rnnlab.models.forecast_model.ForecastModel": [_check_regressor],
 }
 
 
@@ -729,7 +729,7 @@ def _chosen_groups() -> str:
 
 # The task each data set belongs to, by its data module's `_target_`.
 DATA_TASKS: dict[str, str] = {
-    "rnnlab.data.TimeMachineDataModule": "lm",
+    "rnnlab.data.TextDataModule": "lm",
     "rnnlab.data.sine.SineDataModule": "forecast",
     "rnnlab.data.series.SeriesDataModule": "forecast",
 }

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rnnlab.cli import zipf
-from rnnlab.data import TimeMachineDataModule
+from rnnlab.data import TextDataModule
 from rnnlab.data.sampling import EvalStream
 from rnnlab.errors import ConfigError
 from rnnlab.models import LanguageModel
@@ -28,7 +28,7 @@ def chinese(tmp_path):
 
 
 def test_ids_stay_narrow_and_batches_are_widened(chinese):
-    dm = TimeMachineDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=8, val_batch_size=3)
+    dm = TextDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=8, val_batch_size=3)
     dm.setup("fit")
     assert dm.train_tokens.dtype == torch.uint8 and dm.vocab_size < 256
     x, y = next(iter(dm.train_dataloader()))
@@ -42,7 +42,7 @@ def test_ids_stay_narrow_and_batches_are_widened(chinese):
 
 def test_a_model_trained_on_chinese_generates_chinese(chinese):
     torch.manual_seed(0)
-    dm = TimeMachineDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=10, val_batch_size=2)
+    dm = TextDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=10, val_batch_size=2)
     dm.setup("fit")
     model = LanguageModel(core={"kind": "gru", "hidden_size": 32}, optimizer={"_target_": "torch.optim.Adam", "lr": 0.01},
                           **dm.module_kwargs())
@@ -79,8 +79,8 @@ def test_new_options_are_checked(option, value, message, tmp_path):
 
 def test_byte_tokens_have_a_fixed_vocabulary(chinese):
     with pytest.raises(ConfigError, match="data.token='byte' is invalid: byte has a fixed vocabulary"):
-        TimeMachineDataModule(token="byte", max_vocab=100)
-    dm = TimeMachineDataModule(path=str(chinese), token="byte", preprocess="none", batch_size=4, num_steps=8)
+        TextDataModule(token="byte", max_vocab=100)
+    dm = TextDataModule(path=str(chinese), token="byte", preprocess="none", batch_size=4, num_steps=8)
     dm.setup("fit")
     assert dm.vocab_size == 256 and dm.module_kwargs()["token"] == "byte"
     assert bytes(torch.cat([dm.train_tokens, dm.val_tokens]).tolist()) == chinese.read_bytes()
@@ -116,7 +116,7 @@ def test_sample_prefix_is_the_books_or_the_corpus_own_opening(chinese, options, 
     options = dict(options)
     if options.pop("zh", False):
         options["path"] = str(chinese)
-    dm = TimeMachineDataModule(batch_size=4, num_steps=8, val_batch_size=2, max_tokens=3000, **options)
+    dm = TextDataModule(batch_size=4, num_steps=8, val_batch_size=2, max_tokens=3000, **options)
     dm.setup("fit")
     assert dm.sample_prefix == prefix and dm.module_kwargs()["sample_prefix"] == prefix
     model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, **dm.module_kwargs())
@@ -128,7 +128,7 @@ def test_sample_prefix_is_the_books_or_the_corpus_own_opening(chinese, options, 
 
 
 def test_a_prefix_outside_the_vocabulary_is_named_in_one_warning(chinese, caplog):
-    dm = TimeMachineDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=8, val_batch_size=2)
+    dm = TextDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=8, val_batch_size=2)
     dm.setup("fit")
     model = LanguageModel(core={"kind": "gru", "hidden_size": 4}, **dm.module_kwargs())
     with caplog.at_level("WARNING", logger="rnnlab.models.language_model"):

@@ -15,7 +15,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.data.sampling import OverlappingSampler
 from rnnlab.data.series import SeriesSpec
 from rnnlab.models.mlp import AutoregressiveMLP
-from rnnlab.models.regressor import SequenceRegressor
+from rnnlab.models.forecast_model import ForecastModel
 from rnnlab.run.job import main_task
 
 
@@ -87,7 +87,7 @@ def plain_spec(T=200, train_end=20, first_target=12) -> dict:
 
 def plus_one_model(kind, context, **kwargs):
     core = {"_target_": f"{__name__}.{'PlusOneMLP' if kind == 'mlp' else 'PlusOneCore'}"}
-    model = SequenceRegressor(core=core, series=plain_spec(), ks=(1,), eval_context=context, **kwargs)
+    model = ForecastModel(core=core, series=plain_spec(), ks=(1,), eval_context=context, **kwargs)
     if kind == "rnn":
         with torch.no_grad():
             model.core.head.weight.fill_(1.0)
@@ -163,7 +163,7 @@ class BatchRecorder(L.Callback):
 def test_mirror_adds_the_negated_windows_to_training_batches_only(mirror):
     data = SineDataModule(T=300, n_train=200, batch_size=3, num_steps=10, sampling="sequential", eval_context=16,
                           mirror=mirror, seed=0)
-    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, **data.module_kwargs(), ks=(1,),
+    model = ForecastModel(core={"kind": "gru", "hidden_size": 4}, **data.module_kwargs(), ks=(1,),
                               sampling="sequential", num_steps=10, eval_context=16)
     recorder = BatchRecorder()
     L.Trainer(max_epochs=1, limit_train_batches=3, accelerator="cpu", logger=False, enable_checkpointing=False,

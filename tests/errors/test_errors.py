@@ -117,7 +117,7 @@ TRAIN = [
     (["data.val_fraction=1.0"], r"data.val_fraction=1.0 is invalid: must lie strictly between 0 and 1"),
     (["data.val_fraction=0"], r"data.val_fraction=0 is invalid"),
     (["data.max_tokens=-5"], r"data.max_tokens=-5 is invalid"),
-    (["+data.batchsize=3"], r"data.batchsize is not an option of rnnlab.data.TimeMachineDataModule: allowed are .*batch_size"),
+    (["+data.batchsize=3"], r"data.batchsize is not an option of rnnlab.data.TextDataModule: allowed are .*batch_size"),
     (["data.path=/nonexistent/corpus.txt"], r"data.path='/nonexistent/corpus.txt' does not exist: give a UTF-8 text file"),
     (["data.path=/dev/zero"], r"data.path='/dev/zero' is a device, not a regular file"),
     (["data.path={fifo}"], r"data.path='.*fifo' is a FIFO, not a regular file"),

@@ -113,7 +113,7 @@ def options(*groups: str) -> list[str]:
 
 
 FORECAST_ONLY = {"data=co2", "data=elnino", "data=macro", "data=series", "data=sine", "data=sunspots", "model=mlp",
-                 "module=regressor", "callbacks=regression", "evaluation=forecast"}
+                 "module=forecast", "callbacks=forecast", "evaluation=forecast"}
 AVAILABLE = {"trainer=gpu": torch.cuda.is_available(), "trainer=ddp": torch.cuda.is_available(),
              "trainer=mps": torch.backends.mps.is_available()}
 # The _global_ presets set keys across the whole config: in the default suite; the rest with -m slow.

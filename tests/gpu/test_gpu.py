@@ -53,9 +53,9 @@ def test_training_batches_are_gathered_on_the_gpu():
     """No per-batch host-to-device copy: the corpus and each epoch's window starts already sit on the GPU."""
     import lightning as L
 
-    from rnnlab.data import TimeMachineDataModule
+    from rnnlab.data import TextDataModule
 
-    dm = TimeMachineDataModule(max_tokens=2000, batch_size=4, num_steps=8)
+    dm = TextDataModule(max_tokens=2000, batch_size=4, num_steps=8)
     dm.trainer = L.Trainer(accelerator="gpu", devices=1, logger=False)
     dm.setup("fit")
     loader = dm.train_dataloader()

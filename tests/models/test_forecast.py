@@ -13,7 +13,7 @@ from rnnlab.data.series import SeriesSpec
 from rnnlab.errors import ConfigError
 from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.models.forecaster import Forecaster
-from rnnlab.models.regressor import SequenceRegressor
+from rnnlab.models.forecast_model import ForecastModel
 from rnnlab.summary import table
 from rnnlab.run.job import main_task
 
@@ -27,7 +27,7 @@ def spec(columns=("y",), mean=None, std=None, difference=False, season=2, naive=
 
 
 def plus_one(**kwargs):
-    model = SequenceRegressor(core={"_target_": "test_sine.PlusOneCore"}, series=spec(**kwargs), ks=(1, 2, 3), eval_context=2)
+    model = ForecastModel(core={"_target_": "test_sine.PlusOneCore"}, series=spec(**kwargs), ks=(1, 2, 3), eval_context=2)
     with torch.no_grad():
         model.core.head.weight.fill_(1.0)
         model.core.head.bias.fill_(1.0)
@@ -82,7 +82,7 @@ class ZeroForecaster(Forecaster):
 
 
 def test_rollout_adds_its_own_predicted_changes_to_the_last_observation():
-    model = SequenceRegressor(core={"_target_": f"{__name__}.ZeroForecaster"}, series=spec(
+    model = ForecastModel(core={"_target_": f"{__name__}.ZeroForecaster"}, series=spec(
         columns=("a", "b"), mean=[0.5, -2.0], std=[3.0, 7.0], difference=True), ks=(1,), eval_context=2)
     levels = torch.tensor([[0.0, 0.0], [1.0, 5.0], [4.0, 1.0], [2.0, 9.0]])
     out = model.forecast_levels(levels, torch.tensor([2, 3]), 3)
@@ -92,7 +92,7 @@ def test_rollout_adds_its_own_predicted_changes_to_the_last_observation():
 @pytest.mark.parametrize("context", [8, None])
 def test_forecasts_read_nothing_after_their_origin(context):
     torch.manual_seed(0)
-    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 5}, series=spec(
+    model = ForecastModel(core={"kind": "gru", "hidden_size": 5}, series=spec(
         columns=("a", "b"), mean=[0.1, 0.2], std=[1.5, 0.5], difference=True), ks=(1,), eval_context=context)
     levels = torch.randn(40, 2).cumsum(0)
     origins = torch.tensor([12, 20])
@@ -165,7 +165,7 @@ def test_tiny_macro_run_reports_each_column_and_forecasts_next_quarters(make_cfg
 ])
 def test_forecast_command_errors_are_one_line_with_exit_2(args, message, tmp_path, capsys):
     ckpt = tmp_path / "model.ckpt"
-    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1,))
+    model = ForecastModel(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1,))
     import lightning as L
 
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -213,7 +213,7 @@ def test_autoregression_recovers_a_known_ar2_and_forecasts_by_its_recursion():
 
 
 def test_conformal_width_takes_the_finite_sample_rank():
-    from rnnlab.models.regressor import conformal_width
+    from rnnlab.models.forecast_model import conformal_width
 
     errors = torch.tensor([[-5.0], [1.0], [2.0], [-3.0], [4.0], [6.0], [-7.0], [8.0], [9.0]])  # |e| = 1..9
     assert conformal_width(errors, 0.8).item() == 8.0   # ceil(10 * 0.8) = 8th smallest of 9
@@ -222,7 +222,7 @@ def test_conformal_width_takes_the_finite_sample_rank():
 
 
 def test_interval_widths_grow_as_sqrt_beyond_the_calibrated_horizons():
-    model = SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1, 2, 3))
+    model = ForecastModel(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(1, 2, 3))
     assert model.interval_widths(3) is None  # never validated: no intervals
     model.interval_width = torch.tensor([[1.0], [2.0], [float("nan")]])
     widths = model.interval_widths(8)[:, 0]
@@ -282,7 +282,7 @@ class PerfectStep(Forecaster):
 @pytest.mark.parametrize("rollout", [0, 1, 3])
 def test_a_perfect_model_has_zero_loss_with_or_without_rollout(rollout):
     """The free-running predictions are compared with the values they predict (not one step later)."""
-    model = SequenceRegressor(core={"_target_": f"{__name__}.PerfectStep"}, series=spec(), ks=(1,), num_steps=8,
+    model = ForecastModel(core={"_target_": f"{__name__}.PerfectStep"}, series=spec(), ks=(1,), num_steps=8,
                               rollout_steps=rollout)
     x = torch.arange(8.0)[None, :, None]
     loss, _ = model.window_loss(x, x + 1)
@@ -292,4 +292,4 @@ def test_a_perfect_model_has_zero_loss_with_or_without_rollout(rollout):
 def test_horizons_must_leave_one_the_validation_part_can_score():
     with pytest.raises(ConfigError, match=r"module.ks=\[3\] is invalid: give at least one horizon shorter than the "
                                           r"validation part \(2 rows\)"):
-        SequenceRegressor(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(3,))
+        ForecastModel(core={"kind": "gru", "hidden_size": 4}, series=spec(), ks=(3,))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnlab.data import TimeMachineDataModule
+from rnnlab.data import TextDataModule
 from rnnlab.data.sampling import eval_stream_batches
 from rnnlab.errors import ConfigError
 from rnnlab.models import LanguageModel
@@ -15,7 +15,7 @@ from rnnlab.models import LanguageModel
 
 def make(sampling="sequential", hidden=16, lr=1.0, kind="gru", **dm_kw):
     torch.manual_seed(0)
-    dm = TimeMachineDataModule(sampling=sampling, batch_size=4, num_steps=8, max_tokens=3000,
+    dm = TextDataModule(sampling=sampling, batch_size=4, num_steps=8, max_tokens=3000,
                                val_batch_size=3, **dm_kw)
     dm.setup("fit")
     model = LanguageModel(core={"kind": kind, "hidden_size": hidden}, optimizer={"_target_": "torch.optim.SGD", "lr": lr},
@@ -193,7 +193,7 @@ def compact_corpora(tmp_path_factory):
     path.write_text(" ".join(f"w{i}" for i in range(33000)) + "\n")
     modules = {}
     for name, kw in {"uint8": {}, "int16": {"token": "word"}, "int32": {"token": "word", "path": str(path), "preprocess": "lower"}}.items():
-        dm = TimeMachineDataModule(batch_size=2, num_steps=8, val_batch_size=2, max_tokens=3000, **kw)
+        dm = TextDataModule(batch_size=2, num_steps=8, val_batch_size=2, max_tokens=3000, **kw)
         dm.setup("fit")
         modules[name] = dm
     return modules

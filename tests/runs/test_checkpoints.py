@@ -142,9 +142,9 @@ def test_forecast_checkpoints_with_the_mlp_are_plain_data(tmp_path):
     hp = load(run / "checkpoints" / "last.ckpt")["hyper_parameters"]
     assert hp["core"] == {"_target_": "rnnlab.models.mlp.AutoregressiveMLP", "tau": 4, "hidden_size": 24}
     assert hp["optimizer"]["_target_"] == "torch.optim.Adam" and hp["series"]["columns"] == ["x"]
-    from rnnlab.forecast import load_regressor
+    from rnnlab.forecast import load_forecast_model
 
-    assert load_regressor(run / "checkpoints" / "last.ckpt").window == 4  # loaded with weights_only=True
+    assert load_forecast_model(run / "checkpoints" / "last.ckpt").window == 4  # loaded with weights_only=True
 
 
 @pytest.mark.parametrize("build, spec, message", [

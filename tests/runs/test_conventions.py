@@ -228,11 +228,11 @@ def test_test_fraction_splits_train_val_test(lm_with_test_split):
     events = RunEvents(lm_with_test_split)  # TensorBoard: the eval run, as ~test (sorted after train and val)
     assert events.eval.Scalars("~test/ppl")[0].value == pytest.approx(metrics["test/ppl"])
     assert not [t for t in events.tags() if t.startswith("test/")]
-    from rnnlab.data import TimeMachineDataModule
+    from rnnlab.data import TextDataModule
 
-    book = TimeMachineDataModule(max_tokens=4000)
+    book = TextDataModule(max_tokens=4000)
     book.setup()
-    split = TimeMachineDataModule(max_tokens=4000, test_fraction=0.1)
+    split = TextDataModule(max_tokens=4000, test_fraction=0.1)
     split.setup()
     assert (len(book.train_tokens), len(book.val_tokens), book.test_tokens) == (3600, 400, None)
     assert (len(split.train_tokens), len(split.val_tokens), len(split.test_tokens)) == (3200, 400, 400)

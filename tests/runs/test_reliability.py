@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config
-from rnnlab.data import TimeMachineDataModule
+from rnnlab.data import TextDataModule
 from rnnlab.checkpoints import load_language_model
 from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.job import main_task
@@ -44,7 +44,7 @@ def test_ddp_on_two_cpu_processes_one_directory_exact_global_val_ppl(tmp_path):
     assert not list(tmp_path.glob("*/*/.hydra"))  # no second Hydra directory from the second process
     # The logged validation perplexity is the exact global one: a single process on the same weights agrees.
     model = load_language_model(run / "checkpoints" / "last.ckpt")
-    dm = TimeMachineDataModule(max_tokens=4000, batch_size=8, num_steps=10, val_batch_size=4)
+    dm = TextDataModule(max_tokens=4000, batch_size=8, num_steps=10, val_batch_size=4)
     single = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False).validate(model, dm, verbose=False)
     assert single[0]["val/ppl"] == pytest.approx(metrics["val/ppl"], rel=1e-5)
 

@@ -75,12 +75,12 @@ def inject(monkeypatch, phase: str) -> None:
 
     import rnnlab.run.job as job
     from rnnlab.callbacks import TextSampleLogger
-    from rnnlab.data import TimeMachineDataModule
+    from rnnlab.data import TextDataModule
 
     if phase == "config check":
         send_first(monkeypatch, job, "validate")
     elif phase == "data build":
-        send_first(monkeypatch, TimeMachineDataModule, "setup")
+        send_first(monkeypatch, TextDataModule, "setup")
     elif phase == "training":  # inside Lightning's fit, before the first batch: no batch boundary to wait for
         send_first(monkeypatch, TextSampleLogger, "on_fit_start")
     elif phase == "LR finder":  # inside Lightning's fit of the range test, at its fifth step
@@ -331,12 +331,12 @@ def test_real_command_stop_in_data_build_and_in_evaluation(tmp_path, signal_name
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(textwrap.dedent(f"""
         import os, signal
-        from rnnlab.data import TimeMachineDataModule
-        setup = TimeMachineDataModule.setup
+        from rnnlab.data import TextDataModule
+        setup = TextDataModule.setup
         def stop_then_setup(self, *args, **kwargs):
             os.kill(os.getpid(), signal.{signal_name})
             return setup(self, *args, **kwargs)
-        TimeMachineDataModule.setup = stop_then_setup
+        TextDataModule.setup = stop_then_setup
     """))
     run = tmp_path / "early"
     proc = train(run, env={**os.environ, "PYTHONPATH": str(inject)})

@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def forecast() -> int:
-        from rnnlab.forecast import forecast_csv, load_regressor  # after parsing: --help stays fast
+        from rnnlab.forecast import forecast_csv, load_forecast_model  # after parsing: --help stays fast
 
         if args.output and not Path(args.output).resolve().parent.is_dir():
             raise ConfigError(f"--output={args.output!r} is invalid: its directory {Path(args.output).resolve().parent} "
                               "does not exist")
-        frame = forecast_csv(load_regressor(args.ckpt), args.csv, args.steps)
+        frame = forecast_csv(load_forecast_model(args.ckpt), args.csv, args.steps)
         try:
             frame.to_csv(args.output if args.output else sys.stdout, index=False)
         except OSError as e:

@@ -3,7 +3,7 @@
 The module provides `validation_forecast() -> dict` after a validation epoch:
   series       1-d tensor: the observed values (time index = position)
   predictions  {name: (times, values)}: 1-d tensors, the forecasts of series[times] (e.g. "1-step")
-(rnnlab.models.regressor.SequenceRegressor implements it.) The test part is never drawn here.
+(rnnlab.models.forecast_model.ForecastModel implements it.) The test part is never drawn here.
 """
 
 from __future__ import annotations
