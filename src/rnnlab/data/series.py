@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
+from rnnlab.data.base import SeriesData
 from rnnlab.data.sampling import SERIES_SAMPLINGS, make_sampler, window_loader
 from rnnlab.data.table import BUNDLED_DIR, as_list, read_table
 from rnnlab.errors import require, require_choice, require_positive_int
@@ -72,7 +73,7 @@ def to_levels(pred: Tensor, last: Tensor, mean: Tensor, std: Tensor, difference:
     return last[:, None] + pred.cumsum(1) if difference else pred
 
 
-class ForecastData(L.LightningDataModule):
+class ForecastData(SeriesData):
     """Base of every series source: subclasses set `levels` (T, C) and call `_finish` with the parts."""
 
     levels: Tensor

@@ -7,12 +7,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from rnnlab.data.sampling import eval_stream_batches, make_sampler, window_loader
+from rnnlab.data.base import TextData
 from rnnlab.data.corpus import load_ids
 from rnnlab.data.text import BOOK_PREFIX, Vocab, opening_prefix
 from rnnlab.errors import ConfigError, require
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(TextData):
     """Tokenized corpus split into a training stream and a contiguous held-out tail.
 
     Training batches come from the book's random or sequential sampler (a fresh offset every epoch);
