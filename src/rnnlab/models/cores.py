@@ -13,6 +13,7 @@ import warnings
 import torch
 from torch import nn
 
+from rnnlab.errors import ConfigError
 from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
 
 CORES = {
@@ -108,8 +109,35 @@ def output_size(core: nn.Module) -> int:
 
 
 def recurrent_weight_names(core: nn.Module) -> list[str]:
-    """Names of the hidden-to-hidden weight matrices (built-in `weight_hh_l*`, scratch `cells.*.W_h`)."""
-    return [n for n, _ in core.named_parameters() if n.split(".")[-1].startswith(("weight_hh", "W_h"))]
+    """The names of the core's hidden-to-hidden weights, what `module.weight_drop` masks, as the core declares
+    them: its own `recurrent_weight_names()` method (the scratch cores: `cells.*.W_h`), and for torch.nn.RNN,
+    GRU and LSTM their documented `weight_hh_l{k}` (`_reverse`); none for a core that declares nothing (the
+    MLP, a new core without the method)."""
+    declared = getattr(type(core), "recurrent_weight_names", None)
+    if declared is not None:
+        return list(declared(core))
+    if isinstance(core, nn.RNNBase):
+        directions = ("", "_reverse") if core.bidirectional else ("",)
+        return [f"weight_hh_l{layer}{d}" for layer in range(core.num_layers) for d in directions]
+    return []
+
+
+def weight_drop_names(core: nn.Module, weight_drop: float) -> list[str]:
+    """The weights `module.weight_drop` masks in `core` (none at 0). A core that declares no recurrent
+    weights, or names some that are not its parameters, is refused in one line: weight drop is never
+    silently ignored."""
+    if not weight_drop:
+        return []
+    names = recurrent_weight_names(core)
+    kind = f"{type(core).__module__}.{type(core).__qualname__}"
+    if not names:
+        raise ConfigError(f"module.weight_drop={weight_drop:g} is invalid: the core {kind} declares no recurrent "
+                          "(hidden-to-hidden) weights to drop (a recurrent_weight_names() method); use 0")
+    unknown = sorted(set(names) - {n for n, _ in core.named_parameters()})
+    if unknown:
+        raise ConfigError(f"module.weight_drop={weight_drop:g} is invalid: the core {kind} declares recurrent weights "
+                          f"that are not its parameters: {', '.join(unknown)}")
+    return names
 
 
 def detach_state(state):

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from rnnlab.data.text import BOOK_PREFIX, Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
-from rnnlab.models.cores import output_size, recurrent_weight_names
+from rnnlab.models.cores import output_size, weight_drop_names
 from rnnlab.models.base import RnnlabModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
@@ -85,7 +85,7 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         # DropConnect on the hidden-to-hidden weights (AWD-LSTM's weight drop): one mask per batch,
         # shared by all time steps, so the recurrence itself is regularised; the kernels stay cuDNN's.
         self.weight_drop = weight_drop
-        self._recurrent_weights = recurrent_weight_names(self.core) if weight_drop else []
+        self._recurrent_weights = weight_drop_names(self.core, weight_drop)  # a core without them: refused
         self.train_nll, self.val_nll = TokenNLL(), TokenNLL()
         self.train_state, self._val_state = CarriedState(), None
         self._epoch_t0 = self._train_seconds = None

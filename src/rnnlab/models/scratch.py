@@ -241,6 +241,10 @@ class _ScratchRecurrent(nn.Module):
             for _ in range(self.num_directions)
         )
 
+    def recurrent_weight_names(self) -> list[str]:
+        """The hidden-to-hidden weights (what module.weight_drop masks): every cell's W_h."""
+        return [f"cells.{k}.W_h" for k in range(len(self.cells))]
+
     def _run_direction(self, cell: _Cell, x: Tensor, h: Tensor, c: Tensor | None, reverse: bool):
         xp = cell.project_inputs(x)
         steps = range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])
