@@ -30,7 +30,7 @@ class TestSplit:
     (as `ckpt_path="best"` does); its logged metrics go to metrics.json."""
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
-        if not getattr(datamodule, "has_test_split", True):  # e.g. text with data.test_fraction=0
+        if not datamodule.has_test_split:  # rnnlab.data.base: e.g. text with data.test_fraction=0
             return {}
         best = best_checkpoint(trainer)
         results = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=best or None,
