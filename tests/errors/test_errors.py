@@ -101,7 +101,7 @@ TRAIN = [
     (["evaluation.sample.temperature=inf"], r"evaluation.sample.temperature=inf is invalid: must be a finite number >= 0"),
     (["evaluation.sample.temperature=nan"], r"evaluation.sample.temperature=nan is invalid"),
     (["evaluation.sample.num_tokens=-3"], r"evaluation.sample.num_tokens=-3 is invalid"),
-    (["+callbacks.model_checkpoint.moniter=x"], r"callbacks.model_checkpoint.moniter is not an option of rnnlab.callbacks.LastEpochCheckpoint"),
+    (["+callbacks.model_checkpoint.moniter=x"], r"callbacks.model_checkpoint.moniter is not an option of lightning.pytorch.callbacks.ModelCheckpoint"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.segment_len=0"],
      r"evaluation.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.lr=-1"],

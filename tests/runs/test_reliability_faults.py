@@ -161,20 +161,6 @@ def test_sigint_in_training_names_the_signal_in_the_log_and_saves_the_resume_poi
     assert checkpoints(run) == ["interrupted.ckpt"]
 
 
-def test_lightning_still_logs_received_sigterm(caplog):
-    """The line InterruptCheckpoint renames: Lightning's SIGTERM handler logs "Received SIGTERM: 15" under
-    rnnlab.callbacks.LIGHTNING_SIGNAL_LOG (if Lightning changes it, the renaming has nothing to rename)."""
-    import lightning as L
-
-    from rnnlab.callbacks import LIGHTNING_SIGNAL_LOG
-
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    with caplog.at_level("INFO", logger=LIGHTNING_SIGNAL_LOG):
-        trainer._signal_connector._sigterm_notifier_fn(signal.SIGTERM, None)
-    logged = [r.getMessage() for r in caplog.records if r.name == LIGHTNING_SIGNAL_LOG]
-    assert len(logged) == 1 and logged[0].endswith("Received SIGTERM: 15")  # after "[rank: 0] "
-
-
 # A full disk during a checkpoint save ------------------------------------------------------------------
 class FillsUp(io.RawIOBase):
     """A file whose disk fills at `limit` bytes: one write fails with `error`, as a full disk (or a file-size
@@ -373,30 +359,6 @@ def test_real_command_disk_full_under_a_file_size_limit(tmp_path):
         r"\((file too large for a file-size limit|the write failed: a full disk or a file-size limit)\): "
         r"nothing was written", lines[0]), lines
     assert metrics(run)["status"] == "checkpoint_error" and checkpoints(run) == []
-
-
-def test_lightning_still_reads_received_sigterm_from_its_signal_connector():
-    """rnnlab.callbacks._stop_all_ranks sets the flag Lightning's training loop broadcasts from rank 0 (DDP)."""
-    import lightning as L
-
-    from rnnlab.callbacks import _stop_all_ranks
-
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    assert trainer.received_sigterm is False
-    _stop_all_ranks(trainer)
-    assert trainer.received_sigterm is True
-
-
-def test_lightning_still_shares_rank_zeros_stop_by_a_broadcast_and_a_barrier():
-    """rnnlab.callbacks._release_other_ranks answers the other ranks in this protocol (DDP Ctrl-C)."""
-    import inspect
-
-    from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
-
-    source = inspect.getsource(_TrainingEpochLoop._broadcast_sigterm_tensor)
-    assert "torch.distributed.broadcast(sigterm_tensor, src=0)" in source
-    assert "torch.distributed.barrier()" in source and "raise SIGTERMException" in source
-    assert "self._broadcast_sigterm_tensor()" in inspect.getsource(_TrainingEpochLoop.advance)
 
 
 @pytest.mark.slow

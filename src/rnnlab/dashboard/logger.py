@@ -36,6 +36,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard import SummaryWriter
 
+from rnnlab import compat
 from rnnlab.dashboard import hparams as hp
 from rnnlab.dashboard import session as sessions
 
@@ -190,8 +191,8 @@ class RunLogger(TensorBoardLogger):
 
 def log_step(trainer) -> int:
     """The step Lightning logs scalars at (the epoch-end metrics of epoch e share the step of its last
-    batch); Lightning's own LearningRateMonitor and DeviceStatsMonitor read this loop counter too."""
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
+    batch): rnnlab.compat.logging_step, a private loop counter."""
+    return compat.logging_step(trainer)
 
 
 def writers(trainer, name: str) -> list:

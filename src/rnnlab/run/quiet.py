@@ -13,6 +13,8 @@ import warnings
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from rnnlab import compat
+
 # Notes for Lightning's developers, not for a run's user: dropped.
 NOISE = (
     # Lightning 2.6 with torch 2.13 at every fit and validate (lightning/pytorch/utilities/_pytree.py).
@@ -80,27 +82,20 @@ def warnings_to_the_run_log() -> None:
 
 def lr_finder_bar_to_stdout() -> None:
     """Lightning's learning-rate finder (tune.lr_find=true) draws its own tqdm bar on standard error
-    whatever Trainer(enable_progress_bar) says: `_LRCallback.on_train_batch_start` calls the module
-    global `tqdm` of lightning.pytorch.tuner.lr_finder with progress_bar_refresh_rate=1 hard-wired
-    (Lightning 2.6). Replacing that global (a private name; tests/runs/test_reliability_processes.py
-    fails if it goes) puts the bar on standard output, beside the training bar, and only when it is a
+    whatever Trainer(enable_progress_bar) says (rnnlab.compat.wrap_lr_finder_bar: a private module
+    global). Wrapped, the bar goes to standard output, beside the training bar, and only when it is a
     terminal (tqdm's disable=None): a log file or a pipe gets no bar."""
-    from lightning.pytorch.tuner import lr_finder
-
-    if getattr(lr_finder.tqdm, "__wrapped__", None) is None:
-        original = lr_finder.tqdm
-
+    def on_stdout(original):
         def bar(*args, **kwargs):
             kwargs.setdefault("file", sys.stdout)
             kwargs.setdefault("disable", None)
             return original(*args, **kwargs)
+        return bar
 
-        bar.__wrapped__ = original
-        lr_finder.tqdm = bar
+    compat.wrap_lr_finder_bar(on_stdout)
 
 
-# The environment variables a process's rank is read from (lightning.fabric's rank_zero_only reads these).
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+RANK_VARIABLES = compat.RANK_VARIABLES  # the environment variables a process's rank is read from
 
 
 def process_rank() -> int:
