@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
