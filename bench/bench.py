@@ -144,7 +144,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
             f"data.num_steps={num_steps}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
             f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
-            "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.text_sample",
+            "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "~callbacks.text_sample",
             f"paths.output_dir={tmp}"])
     L.seed_everything(0, verbose=False)
     dm = instantiate(cfg.data)

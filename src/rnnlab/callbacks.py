@@ -11,14 +11,18 @@ import random
 import signal
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from rnnlab import compat
 from rnnlab.dashboard.logger import log_step, writers
 from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError
+from rnnlab.options import (DATA_PREFIX, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, TEMPERATURE, checked,
+                            integer, nullable)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +53,12 @@ class TextSampleLogger(L.Callback):
     corpus, the corpus's own opening on any other), which the module holds. A prefix with tokens
     outside the vocabulary is named in a warning when training starts."""
 
-    def __init__(self, prefix: str | None = None, num_tokens: int = 50, every_n_epochs: int = 5,
-                 temperature: float = 1.0, seed: int = 0):
+    @checked()
+    def __init__(self, prefix: Annotated[str | None, DATA_PREFIX] = None,
+                 num_tokens: Annotated[int, NON_NEGATIVE_INT] = 50, every_n_epochs: Annotated[int, POSITIVE_INT] = 5,
+                 temperature: Annotated[float, TEMPERATURE] = 1.0, seed: Annotated[int, SEED] = 0):
         self.prefix, self.num_tokens = prefix, num_tokens
         self.every_n_epochs, self.temperature, self.seed = every_n_epochs, temperature, seed
-        self.last_sample: str | None = None  # the greedy continuation
 
     def prefix_for(self, pl_module) -> str:
         return self.prefix if self.prefix is not None else pl_module.sample_prefix
@@ -78,7 +83,6 @@ class TextSampleLogger(L.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs and not last_epoch:
             return
         samples = self.samples(pl_module, trainer.current_epoch)
-        self.last_sample = samples["samples/greedy"]
         for name, text in samples.items():
             for writer, tag in writers(trainer, name):
                 writer.add_text(tag, code_block(show_trailing_whitespace(text)), log_step(trainer))
@@ -93,7 +97,8 @@ class ProgressBar(TQDMProgressBar):
     has arrived (on logging steps, where the logger reads it anyway).
     """
 
-    def __init__(self, refresh_rate: int = 1, logged_keys: tuple[str, ...] = ("train/loss", "train/mse"), **kwargs):
+    @checked()
+    def __init__(self, refresh_rate: Annotated[int, NON_NEGATIVE_INT] = 1, logged_keys: tuple[str, ...] = ("train/loss", "train/mse"), **kwargs):
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.logged_keys = tuple(logged_keys)
         self._last: dict[str, tuple[object, float]] = {}
@@ -133,7 +138,12 @@ class DivergenceGuard(L.Callback):
     such bound (its non-finite check stays).
     """
 
-    def __init__(self, every_n_steps: int = 50, patience: int | None = 3, margin: float = 5.0):
+    @checked()
+    def __init__(self, every_n_steps: Annotated[int, integer(0, allowed="must be an integer >= 0 (0: check epoch "
+                                                                   "metrics only)")] = 50,
+                 patience: Annotated[int | None, nullable(integer(0, allowed="must be an integer >= 0 (validations "
+                                                                  "in a row; 0: no bound)"), "no bound")] = 3,
+                 margin: Annotated[float, NON_NEGATIVE] = 5.0):
         self.every_n_steps, self.patience, self.margin = every_n_steps, patience, margin
         self.above = 0  # validations in a row above the bound (kept in checkpoints: a resume counts on)
 
@@ -207,38 +217,8 @@ class DivergenceGuard(L.Callback):
         self.above = int(state_dict.get("above", 0))
 
 
-class LastEpochCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint whose `last.ckpt` is always the state after the most recent finished epoch.
-
-    Lightning 2.6 writes last.ckpt in a train-epoch-end or validation-end hook only when a top-k
-    checkpoint was written at the same step ("Only save last checkpoint if a checkpoint was actually
-    saved in this step"), so with a monitored metric last.ckpt stays at the best epoch once the metric
-    stops improving. This writes it after Lightning's own saving whenever that skipped it. It calls
-    ModelCheckpoint's private `_should_skip_saving_checkpoint`, `_should_save_on_train_epoch_end`,
-    `_monitor_candidates` and `_save_last_checkpoint` (the ones its own hooks call);
-    tests/runs/test_checkpoints.py fails if they change.
-    """
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_skipped(trainer)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._save_last_if_skipped(trainer)
-
-    def _save_last_if_skipped(self, trainer) -> None:
-        # Skips what Lightning skips (sanity check, not fitting, fast_dev_run) and a step already saved.
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# Where Lightning's SIGTERM handler logs "Received SIGTERM: <signum>" (lightning/pytorch/trainer/connectors/
-# signal_connector.py, _sigterm_notifier_fn, Lightning 2.6); tests/runs/test_reliability_faults.py fails if it moves.
-LIGHTNING_SIGNAL_LOG = "lightning.pytorch.trainer.connectors.signal_connector"
+LIGHTNING_SIGNAL_LOG = compat.SIGNAL_LOG  # where Lightning's SIGTERM handler logs "Received SIGTERM: 15"
 
 
 class _NameTheSignal(logging.Filter):
@@ -365,21 +345,16 @@ def _stop_all_ranks(trainer) -> None:
     as each learns of Ctrl-C on its own) pairs with the training loop's and hangs every rank (measured:
     `trainer=ddp_cpu trainer.devices=2`, Ctrl-C, both ranks in a gloo broadcast). Rank 0 then raises
     SIGTERMException after this batch and, in on_exception, `_release_other_ranks` lets the others stop
-    at the same batch. The flag is private (Trainer.received_sigterm reads
-    `_signal_connector.received_sigterm`): tests/runs/test_reliability_faults.py fails if that changes."""
+    at the same batch (rnnlab.compat.mark_received_sigterm: the flag is private)."""
     if trainer.is_global_zero:
-        trainer._signal_connector.received_sigterm = True
+        compat.mark_received_sigterm(trainer)
 
 
 def _release_other_ranks(trainer) -> None:
-    """Rank 0 stopped alone after a batch; the other ranks wait in the broadcast with which Lightning's
-    training loop (`_TrainingEpochLoop._broadcast_sigterm_tensor`, Lightning 2.6) shares rank 0's flag
-    before each batch. Send them 1 and join the barrier that follows: they raise SIGTERMException too,
-    and every rank saves interrupted.ckpt together (Trainer.save_checkpoint's barrier). The protocol is
-    private: tests/runs/test_reliability_faults.py fails if the loop stops broadcasting this way."""
-    flag = torch.tensor([1], device=trainer.strategy.root_device)
-    torch.distributed.broadcast(flag, src=0)
-    torch.distributed.barrier()
+    """Rank 0 stopped alone after a batch: the other ranks, waiting for rank 0's stop flag before their
+    next batch, are sent it (rnnlab.compat.release_ranks_waiting_for_sigterm: a private protocol) and
+    raise SIGTERMException too; every rank saves interrupted.ckpt together (Trainer.save_checkpoint's barrier)."""
+    compat.release_ranks_waiting_for_sigterm(trainer)
 
 
 class SignalAtStep(L.Callback):
@@ -414,9 +389,25 @@ class SignalAtStep(L.Callback):
             self._send(trainer, batch_idx)
 
 
+def rename_legacy_states(checkpoint: dict) -> None:
+    """A checkpoint written before the last.ckpt callback was Lightning's own keeps the best-epoch
+    checkpoint's state under rnnlab's former ModelCheckpoint subclass (Lightning keys a callback's state
+    by class name and options): renamed to ModelCheckpoint's key, so a resumed run keeps its best score."""
+    states = checkpoint.get("callbacks")
+    for key in [k for k in states or {} if isinstance(k, str) and k.startswith(LEGACY_CHECKPOINT_STATE)]:
+        states.setdefault("ModelCheckpoint" + key.removeprefix("LastEpochCheckpoint"), states.pop(key))
+
+
+LEGACY_CHECKPOINT_STATE = "LastEpochCheckpoint{"
+
+
 class RNGStateCheckpoint(L.Callback):
     """Store the random number generators' states in every checkpoint and restore them on resume,
-    so that a resumed run draws the same dropout masks as an uninterrupted one."""
+    so that a resumed run draws the same dropout masks as an uninterrupted one (and, before any state
+    is restored, give an older checkpoint's callback states their current keys: rename_legacy_states)."""
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        rename_legacy_states(checkpoint)  # Lightning restores every callback's state after this hook
 
     def state_dict(self) -> dict:
         state = {"torch": torch.get_rng_state(), "python": random.getstate()}

@@ -15,6 +15,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnlab.models.cores import detach_state
+from rnnlab.options import POSITIVE_INT, number
+
+# The options of dynamic evaluation, declared once for every class that takes them.
+SEGMENT_LEN = POSITIVE_INT
+LR = number(0, allowed="must be a number >= 0")
+DECAY = number(0, 1)
 
 
 def dynamic_log_probs(model, tokens: Tensor, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0) -> Tensor:

@@ -22,18 +22,19 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import torch
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from rnnlab.dynamic_eval import dynamic_log_probs, perplexity
+from rnnlab.dynamic_eval import DECAY, LR, SEGMENT_LEN, dynamic_log_probs, perplexity
 from rnnlab.errors import ConfigError, require
 from rnnlab.checkpoints import load_language_model, read_checkpoint
 from rnnlab.run.build import build
-from rnnlab.schema import check_node, check_options
+from rnnlab.options import check_values
+from rnnlab.schema import check_node
 from rnnlab.run.outputs import portable_path, read_metrics
 
 log = logging.getLogger(__name__)
@@ -193,9 +194,11 @@ class EnsembleReport(Callback):
     """Hydra callback: at the end of a multirun, the ensemble of its jobs' best checkpoints on the
     held-out stream of the multirun's data config; written to <sweep dir>/ensemble.json and logged."""
 
-    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
-        check_options("rnnlab.ensemble.EnsembleReport", dict(segment_len=segment_len, lr=lr, decay=decay),
-                      name="hydra.callbacks.ensemble.{}".format)
+    def __init__(self, segment_len: Annotated[int, SEGMENT_LEN] = 50, lr: Annotated[float, LR] = 1e-3,
+                 decay: Annotated[float, DECAY] = 0.0):
+        # Hydra builds its callbacks itself: the options are named by their place in its config here.
+        check_values(EnsembleReport, dict(segment_len=segment_len, lr=lr, decay=decay),
+                     name="hydra.callbacks.ensemble.{}".format)
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:

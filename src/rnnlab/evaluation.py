@@ -4,13 +4,14 @@ metrics.json (and TensorBoard)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
 from rnnlab.dashboard.logger import writers
-from rnnlab.dynamic_eval import dynamic_perplexity
+from rnnlab.dynamic_eval import DECAY, LR, SEGMENT_LEN, dynamic_perplexity
 from rnnlab.metrics import finite_or_none
+from rnnlab.options import DATA_PREFIX, NON_NEGATIVE_INT, TEMPERATURE, checked
 
 
 def best_checkpoint(trainer) -> str:
@@ -42,7 +43,9 @@ class GeneratedSample:
     """A continuation of `prefix` by the trained language model (greedy at temperature 0), as `sample`;
     `prefix` null: the data's sample prefix (`data.sample_prefix`, held by the module)."""
 
-    def __init__(self, prefix: str | None = None, num_tokens: int = 50, temperature: float = 0.0):
+    @checked()
+    def __init__(self, prefix: Annotated[str | None, DATA_PREFIX] = None, num_tokens: Annotated[int, NON_NEGATIVE_INT] = 50,
+                 temperature: Annotated[float, TEMPERATURE] = 0.0):
         self.prefix, self.num_tokens, self.temperature = prefix, num_tokens, temperature
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:
@@ -56,7 +59,9 @@ class DynamicEvaluation:
     """The held-out stream read in order as one stream by the best checkpoint's weights: `val/ppl_stream`
     as they are, and `val/ppl_dynamic` under dynamic evaluation (rnnlab.dynamic_eval)."""
 
-    def __init__(self, segment_len: int = 50, lr: float = 1e-3, decay: float = 0.0):
+    @checked()
+    def __init__(self, segment_len: Annotated[int, SEGMENT_LEN] = 50, lr: Annotated[float, LR] = 1e-3,
+                 decay: Annotated[float, DECAY] = 0.0):
         self.segment_len, self.lr, self.decay = segment_len, lr, decay
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:

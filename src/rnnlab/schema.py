@@ -1,160 +1,49 @@
 """The config schema: every option's type and range, checked on the whole composed config before
 anything is built, so that a bad value ends with one line and leaves no checkpoint, event file or result.
 
-Rules are declared per config node: by the node's `_target_` (data modules, cores, optimizers, the
-LightningModules, callbacks, the Trainer: one line per option), and by path for top-level keys.
-Every `_target_` node is also checked for keys its target does not take (from its signature), and every
-other node for keys the config files do not declare for it (rnnlab.declared: `+tune.lr_finder=true`).
-Cross-field checks that need only the config live here too; checks that need the data (a corpus
+rnnlab's own classes declare their options once, in their signatures (rnnlab.options: `batch_size:
+Annotated[int, POSITIVE_INT] = 32`, cross-field checks given to `@checked`); this module reads them for
+each `_target_` node and names a bad value by its config path. Classes of other libraries (the Trainer,
+torch's optimizers, Lightning's callbacks) have their rules in THIRD_PARTY_RULES below. Every `_target_`
+node is also checked for keys its target does not take (from its signature), and every other node for
+keys the config files do not declare for it (rnnlab.declared: `+tune.lr_finder=true`). What remains here
+are the rules of top-level keys and the checks that need more than one node (a core against the
+memory of the device, early stopping against the checkpoints); checks that need the data (a corpus
 too short for one batch, a file that is not UTF-8) stay with the data code.
-
-To add an option: one line in the `_target_`'s table below, e.g. `"max_vocab": nullable(POSITIVE_INT, "all")`.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import math
 import os
 import warnings
-import typing
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
-from rnnlab.data.sampling import SAMPLINGS, SERIES_SAMPLINGS
-from rnnlab.data.series import BUNDLED
-from rnnlab.data.table import SEP_ALLOWED, SEPARATORS
-from rnnlab.data.text import PREPROCESSES, TOKENIZERS
-from rnnlab.errors import ConfigError, require_regular_file
 from rnnlab.declared import SKIPPED, Decl, command_line_key, declared
-from rnnlab.models.cores import COMPILE_OPTIONS, CORES, NONLINEARITIES, build_core
+from rnnlab.errors import ConfigError
+from rnnlab.options import (BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PREFIX, SEED,
+                            STRING, TEMPERATURE, Rule, check_values, choice, either, integer, is_int, is_number,
+                            list_of, nullable, number, rules_of, shown)
 
 Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
-
-
-def shown(value: Any) -> str:
-    """A value as the user wrote it in YAML: null, true, 'text', 1.5."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return repr(value)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A value test and what is allowed, as the error line states it."""
-
-    test: Callable[[Any], bool]
-    allowed: str
-
-    def __call__(self, option: str, value: Any) -> None:
-        if not self.test(value):
-            raise ConfigError(f"{option}={shown(value)} is invalid: {self.allowed}")
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v: Any) -> bool:
-    """A finite int or float (not a bool, not nan or inf, not a string)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def integer(low: int | None = None, high: int | None = None, allowed: str | None = None) -> Rule:
-    def test(v):
-        return is_int(v) and (low is None or v >= low) and (high is None or v <= high)
-
-    if allowed is None:
-        allowed = ("must be a positive integer" if (low, high) == (1, None) else
-                   f"must be an integer >= {low}" if high is None else f"must be an integer in [{low}, {high}]")
-    return Rule(test, allowed)
-
-
-def number(low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False,
-           allowed: str | None = None) -> Rule:
-    """A finite number in the interval given (bounds closed unless `*_open`)."""
-    def test(v):
-        return is_number(v) and (low is None or (v > low if low_open else v >= low)) and (
-            high is None or (v < high if high_open else v <= high))
-
-    if allowed is None:
-        if high is None:
-            allowed = f"must be a finite number {'>' if low_open else '>='} {low:g}" if low is not None else \
-                "must be a finite number"
-        else:
-            allowed = f"must lie in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    return Rule(test, allowed)
-
-
-def choice(*values: Any) -> Rule:
-    listed = ", ".join(dict.fromkeys(map(str, values)))  # 16 and "16" once
-    return Rule(lambda v: not isinstance(v, bool) and v in values, "allowed values are " + listed)
-
-
-def nullable(rule: Rule, meaning: str) -> Rule:
-    """`rule`, or null with the given meaning."""
-    return Rule(lambda v: v is None or rule.test(v), f"{rule.allowed}, or null ({meaning})")
-
-
-def either(*rules: Rule, allowed: str) -> Rule:
-    return Rule(lambda v: any(r.test(v) for r in rules), allowed)
-
-
-def list_of(rule: Rule, length: int | None = None, allowed: str = "") -> Rule:
-    def test(v):
-        return isinstance(v, (list, tuple)) and len(v) > 0 and (length is None or len(v) == length) and all(
-            rule.test(x) for x in v)
-
-    return Rule(test, allowed)
-
-
-def regular_file_or_null(option: str, value: Any) -> None:
-    """null or "" (the bundled corpus), or a path to a regular file (never a FIFO, device or directory).
-    A path with ~ is named as given and as expanded (`'~/x' (/home/me/x) does not exist`)."""
-    if value not in (None, ""):
-        if not isinstance(value, str):
-            raise ConfigError(f"{option}={value!r} is invalid: must be a path to a text file, or null")
-        try:
-            require_regular_file(option, value)
-        except ConfigError as e:
-            expanded = os.path.expanduser(value)
-            if expanded == value:
-                raise
-            raise ConfigError(str(e).replace(f"{option}={expanded!r}", f"{option}={value!r} ({expanded})", 1)) from None
-
-
-BOOL = Rule(lambda v: isinstance(v, bool), "must be true or false")
-POSITIVE_INT = integer(1)
-NON_NEGATIVE_INT = integer(0)
-FRACTION = number(0, 1, high_open=True)                      # [0, 1): dropout and friends
-OPEN_FRACTION = number(0, 1, low_open=True, high_open=True,  # (0, 1)
-                       allowed="must lie strictly between 0 and 1")
-NON_NEGATIVE = number(0)
-POSITIVE = number(0, low_open=True)
-TEMPERATURE = number(0, allowed="must be a finite number >= 0 (0: greedy)")
-SEED = integer(0, 2**32 - 1)
-STRING = Rule(lambda v: isinstance(v, str), "must be a string")
-PREFIX = Rule(lambda v: isinstance(v, str) and v != "", "must be a non-empty string (the text a sample continues)")
-DATA_PREFIX = nullable(PREFIX, "the data's sample prefix, data.sample_prefix")
 
 
 # Choices that come from the libraries themselves ---------------------------------------------------------
 @lru_cache(maxsize=None)
 def _lightning_choices() -> dict[str, tuple]:
-    from lightning.fabric.connector import _PRECISION_INPUT  # the Literal Lightning checks precision against
     from lightning.pytorch.accelerators import AcceleratorRegistry
     from lightning.pytorch.strategies import StrategyRegistry
 
-    precision = tuple(v for arg in typing.get_args(_PRECISION_INPUT) for v in typing.get_args(arg))
+    from rnnlab.compat import precision_choices
+
     return {"accelerator": ("auto", "cpu", "gpu", *sorted(AcceleratorRegistry.available_accelerators() - {"cpu"})),
             "strategy": ("auto", *StrategyRegistry.available_strategies()),
-            "precision": precision}
+            "precision": precision_choices()}
 
 
 def _lightning_choice(name: str) -> Check:
@@ -167,14 +56,13 @@ DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lam
                  list_of(NON_NEGATIVE_INT), Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
                  allowed="must be a positive integer, -1 (all), auto, or a list of device indices")
 BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
-HORIZONS = list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons")
 BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
 PLUGIN = Rule(lambda v: isinstance(v, dict) and "_target_" in v, "")
 PLUGINS = either(PLUGIN, list_of(PLUGIN), allowed="must be a list of nodes with a _target_ (Lightning's Precision, "
                  "CheckpointIO, ClusterEnvironment or LayerSync plugins); a precision by name is trainer.precision")
 
-# Options per `_target_`: one line each. ---------------------------------------------------------------
-TARGET_RULES: dict[str, dict[str, Check]] = {
+# Options of other libraries' classes, per `_target_`: one line each. ----------------------------------
+THIRD_PARTY_RULES: dict[str, dict[str, Check]] = {
     "lightning.pytorch.Trainer": {
         "accelerator": _lightning_choice("accelerator"),
         "strategy": _lightning_choice("strategy"),
@@ -227,96 +115,6 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     },
     "torch.optim.lr_scheduler.CosineAnnealingLR": {"T_max": POSITIVE_INT, "eta_min": NON_NEGATIVE},
     "torch.optim.lr_scheduler.StepLR": {"step_size": POSITIVE_INT, "gamma": POSITIVE},
-    "rnnlab.models.build_core": {
-        "kind": choice(*CORES),
-        "hidden_size": POSITIVE_INT,
-        "num_layers": POSITIVE_INT,
-        "bidirectional": BOOL,
-        "dropout": FRACTION,
-        "nonlinearity": choice(*NONLINEARITIES),
-        "compile": Rule(lambda v: isinstance(v, bool) or v in COMPILE_OPTIONS,
-                        "must be one of " + ", ".join(str(o).lower() for o in COMPILE_OPTIONS)),
-    },
-    "rnnlab.models.mlp.AutoregressiveMLP": {"hidden_size": POSITIVE_INT},
-    "rnnlab.models.LanguageModel": {
-        "embedding_dim": nullable(POSITIVE_INT, "one-hot input"),
-        "dropout": FRACTION,
-        "weight_drop": FRACTION,
-        "token": choice(*TOKENIZERS),
-    },
-    "rnnlab.models.forecast_model.ForecastModel": {
-        "ks": nullable(HORIZONS, "derived from the data"),
-        "sampling": choice(*SERIES_SAMPLINGS),
-        "num_steps": nullable(POSITIVE_INT, "derived from the data"),
-        "eval_context": nullable(POSITIVE_INT, "the whole history"),
-        "rollout_steps": nullable(NON_NEGATIVE_INT, "the longest horizon, at most half the window; 0 for the MLP"),
-        "residual": BOOL,
-        "interval": OPEN_FRACTION,
-    },
-    "rnnlab.data.TextDataModule": {
-        "path": regular_file_or_null,
-        "token": choice(*TOKENIZERS),
-        "preprocess": choice(*PREPROCESSES),
-        "sampling": choice(*SAMPLINGS),
-        "batch_size": POSITIVE_INT,
-        "num_steps": POSITIVE_INT,
-        "val_fraction": OPEN_FRACTION,
-        "test_fraction": FRACTION,
-        "max_tokens": nullable(NON_NEGATIVE_INT, "all; 0: all"),
-        "min_freq": NON_NEGATIVE_INT,
-        "max_vocab": nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"), "no cap"),
-        "unk": BOOL,
-        "cache_dir": nullable(STRING, "no cache"),
-        "val_batch_size": POSITIVE_INT,
-        "seed": SEED,
-        "sample_prefix": nullable(PREFIX, "time traveller on the bundled book, else the corpus's opening"),
-    },
-    "rnnlab.data.sine.SineDataModule": {
-        "T": POSITIVE_INT,
-        "noise": NON_NEGATIVE,
-        "n_train": POSITIVE_INT,
-        "tau": POSITIVE_INT,
-        "batch_size": POSITIVE_INT,
-        "num_steps": POSITIVE_INT,
-        "sampling": choice(*SERIES_SAMPLINGS),
-        "eval_context": nullable(POSITIVE_INT, "the whole history"),
-        "ks": HORIZONS,
-        "mirror": BOOL,
-        "seed": SEED,
-    },
-    "rnnlab.data.series.SeriesDataModule": {
-        "path": regular_file_or_null,
-        "bundled": nullable(choice(*BUNDLED), "data.path"),
-        "sep": Rule(lambda v: v is None or (isinstance(v, str) and v in SEPARATORS), SEP_ALLOWED),
-        "time_format": nullable(STRING, "parsed as is"),
-        "missing": choice("error", "interpolate"),
-        "difference": either(BOOL, choice("auto"), allowed="must be true, false or auto (from the training part)"),
-        "season": nullable(POSITIVE_INT, "no seasonal baseline"),
-        "val_fraction": OPEN_FRACTION,
-        "test_fraction": OPEN_FRACTION,
-        "batch_size": nullable(POSITIVE_INT, "derived from the series' length"),
-        "num_steps": nullable(POSITIVE_INT, "derived from the series' length"),
-        "sampling": choice(*SERIES_SAMPLINGS),
-        "tau": POSITIVE_INT,
-        "eval_context": nullable(POSITIVE_INT, "the whole history"),
-        "ks": nullable(HORIZONS, "1, 4, 16: those the test part fits"),
-        "seed": SEED,
-    },
-    "rnnlab.callbacks.TextSampleLogger": {
-        "prefix": DATA_PREFIX, "num_tokens": NON_NEGATIVE_INT, "every_n_epochs": POSITIVE_INT,
-        "temperature": TEMPERATURE,
-    },
-    "rnnlab.callbacks.DivergenceGuard": {
-        "every_n_steps": integer(0, allowed="must be an integer >= 0 (0: check epoch metrics only)"),
-        "patience": nullable(integer(0, allowed="must be an integer >= 0 (validations in a row; 0: no bound)"),
-                             "no bound"),
-        "margin": NON_NEGATIVE,
-    },
-    "rnnlab.callbacks.ProgressBar": {"refresh_rate": NON_NEGATIVE_INT},
-    "rnnlab.dashboard.cadence.LoggingCadence": {"min_points": POSITIVE_INT},
-    "rnnlab.dashboard.histograms.Histograms": {"every_n_epochs": NON_NEGATIVE_INT},
-    "rnnlab.dashboard.forecast.ValidationForecastFigures": {"every_n_epochs": POSITIVE_INT},
-    "rnnlab.dashboard.charts.BestMetricLogger": {"mode": choice("min", "max")},
     "rnnlab.callbacks.early_stopping": {
         "patience": nullable(NON_NEGATIVE_INT, "off"),
         "monitor": STRING,
@@ -338,18 +136,6 @@ TARGET_RULES: dict[str, dict[str, Check]] = {
     "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": nullable(choice("step", "epoch"), "both")},
     "lightning.pytorch.callbacks.EMAWeightAveraging": {"decay": number(0, 1),
                                                        "update_every_n_steps": POSITIVE_INT},
-    "rnnlab.evaluation.GeneratedSample": {"prefix": DATA_PREFIX, "num_tokens": NON_NEGATIVE_INT,
-                                          "temperature": TEMPERATURE},
-    "rnnlab.evaluation.DynamicEvaluation": {
-        "segment_len": POSITIVE_INT,
-        "lr": number(0, allowed="must be a number >= 0"),
-        "decay": number(0, 1),
-    },
-    "rnnlab.ensemble.EnsembleReport": {
-        "segment_len": POSITIVE_INT,
-        "lr": number(0, allowed="must be a number >= 0"),
-        "decay": number(0, 1),
-    },
 }
 
 # Top-level keys, by path.
@@ -429,17 +215,6 @@ def _check_accelerator_available(option: str, accelerator: str) -> None:
                           "use cpu or auto")
 
 
-def _check_core(node: dict, path: str, cfg: DictConfig) -> None:
-    """Dropout acts between stacked layers in every core (torch's and rnnlab.models.scratch), so with one
-    layer it would do nothing; and a core whose weights and gradients alone exceed the memory of the
-    device it trains on is refused before anything is allocated."""
-    dropout, layers = node.get("dropout", 0.0), node.get("num_layers", 1)
-    if dropout and layers == 1:
-        raise ConfigError(f"{path}.dropout={dropout:g} has no effect with {path}.num_layers=1: dropout acts between "
-                          f"stacked layers; set {path}.num_layers >= 2 or {path}.dropout=0")
-    _check_core_fits(node, path, cfg)
-
-
 def _core_parameters(node: dict) -> int:
     """The parameters of the core the config describes (input width 1: a lower bound), counted on the meta
     device: nothing is allocated, and every kind in CORES counts itself."""
@@ -448,6 +223,8 @@ def _core_parameters(node: dict) -> int:
     options = {k: node[k] for k in ("kind", "hidden_size", "num_layers", "bidirectional", "nonlinearity") if k in node}
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from rnnlab.models.cores import build_core
+
         return sum(p.numel() for p in build_core(input_size=1, **options).parameters())
 
 
@@ -473,7 +250,9 @@ def _size(n: float) -> str:
 
 
 def _check_core_fits(node: dict, path: str, cfg: DictConfig) -> None:
-    if not all(is_int(node.get(k, 1)) for k in ("hidden_size", "num_layers")) or node.get("kind") not in CORES:
+    """A core whose weights and gradients alone exceed the memory of the device it trains on is refused
+    before anything is allocated."""
+    if not all(is_int(node.get(k, 1)) for k in ("hidden_size", "num_layers")):
         return
     precision = str(OmegaConf.select(cfg, "trainer.precision", default=None) or "32")
     width = 8 if precision.startswith("64") else 2 if precision in ("16-true", "bf16-true", "16", "bf16") else 4
@@ -489,51 +268,9 @@ def _check_core_fits(node: dict, path: str, cfg: DictConfig) -> None:
                           f"({_size(memory)}); use a smaller {path}.hidden_size")
 
 
-def _check_text_fractions(node: dict, path: str, cfg: DictConfig) -> None:
-    """The held-out parts may be at most half of the corpus: a model scored on more tokens than it trains
-    on (data.val_fraction=0.999 trains on 0.1%) is no result."""
-    val, test = node.get("val_fraction", 0.1), node.get("test_fraction", 0.0)
-    if val + test > 0.5:
-        name, value, other, value_other = ("test_fraction", test, "val_fraction", val) if test > val else (
-            "val_fraction", val, "test_fraction", test)
-        high = 0.5 - value_other
-        allowed = (f"it must lie in {'[' if name == 'test_fraction' else '('}0, {high:g}]" if high > 0 else
-                   "no value works")
-        raise ConfigError(f"{path}.{name}={value:g} is invalid: with {path}.{other}={value_other:g} {allowed} (the "
-                          "held-out parts may be at most half of the corpus; the training part is the rest)")
-
-
 def _check_sgd(node: dict, path: str, cfg: DictConfig) -> None:
     if node.get("nesterov") and (not node.get("momentum") or node.get("dampening", 0)):
         raise ConfigError(f"{path}.nesterov=true is invalid: it needs {path}.momentum > 0 and {path}.dampening=0")
-
-
-def _check_sine(node: dict, path: str, cfg: DictConfig) -> None:
-    T, n_train, tau, num_steps = node.get("T", 1000), node.get("n_train", 600), node.get("tau", 4), node.get("num_steps", 32)
-    if n_train > T:
-        raise ConfigError(f"{path}.n_train={n_train} is invalid: must be at most {path}.T={T}")
-    if tau >= n_train:
-        raise ConfigError(f"{path}.tau={tau} is invalid: must be smaller than the training part, {path}.n_train={n_train}")
-    if num_steps >= n_train:
-        raise ConfigError(f"{path}.num_steps={num_steps} is invalid: must be smaller than the training part, "
-                          f"{path}.n_train={n_train}")
-
-
-def _check_regressor(node: dict, path: str, cfg: DictConfig) -> None:
-    rollout = node.get("rollout_steps", 0)
-    if not rollout:
-        return
-    num_steps = OmegaConf.select(cfg, "data.num_steps")
-    if is_int(num_steps) and rollout >= num_steps:
-        raise ConfigError(f"{path}.rollout_steps={rollout} is invalid: must be smaller than data.num_steps={num_steps}")
-
-
-def _check_series(node: dict, path: str, cfg: DictConfig) -> None:
-    if node.get("path") in (None, "") and node.get("bundled") is None:
-        raise ConfigError(f"{path}.path=null is invalid: give a CSV file or {path}.bundled")
-    if node.get("val_fraction", 0.1) + node.get("test_fraction", 0.2) >= 1:
-        raise ConfigError(f"{path}.test_fraction={node.get('test_fraction')} is invalid: with {path}.val_fraction="
-                          f"{node.get('val_fraction')} it leaves no training part")
 
 
 def _check_early_stopping(node: dict, path: str, cfg: DictConfig) -> None:
@@ -553,15 +290,12 @@ def _check_tune(cfg: DictConfig) -> None:
         raise ConfigError(f"tune.min_lr={low} is invalid: must be smaller than tune.max_lr={high}")
 
 
+# Checks that read more than the node (the rest of the config, the machine), by `_target_`.
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
-    "rnnlab.models.build_core": [_check_core],
-    "rnnlab.data.TextDataModule": [_check_text_fractions],
+    "rnnlab.models.build_core": [_check_core_fits],
     "rnnlab.callbacks.early_stopping": [_check_early_stopping],
     "lightning.pytorch.Trainer": [_check_trainer],
     "torch.optim.SGD": [_check_sgd],
-    "rnnlab.data.sine.SineDataModule": [_check_sine],
-    "rnnlab.data.series.SeriesDataModule": [_check_series],
-    "rnnlab.models.forecast_model.ForecastModel": [_check_regressor],
 }
 
 
@@ -619,16 +353,9 @@ def parameter_names(obj: Any) -> list[str] | None:
     return [p.name for p in params if p.kind not in (inspect.Parameter.VAR_POSITIONAL,) and p.name != "self"]
 
 
-def check_options(target: str, options: dict[str, Any], name: Callable[[str], str] = lambda o: o) -> None:
-    """Check `options` (plain values) with the rules of `target`; errors name each option as `name(option)`.
-    For callers outside a composed config: the command-line tools and Hydra callbacks."""
-    for option, rule in (_by_object(TARGET_RULES, target) or {}).items():
-        if option in options:
-            rule(name(option), options[option])
-
-
 def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> None:
-    """One `_target_` node: its target imports, it has no unknown key, and every ruled option is valid."""
+    """One `_target_` node: its target imports, it has no unknown key, and every option is valid: by the
+    rules its signature declares (rnnlab's classes, with their cross-field checks) or THIRD_PARTY_RULES."""
     target = node.get("_target_")
     obj = _located(target)
     if obj is None:
@@ -640,16 +367,25 @@ def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> No
             if key not in allowed:
                 raise ConfigError(f"{path}.{key} is not an option of {target}: allowed are "
                                   + ", ".join(a for a in allowed if not a.startswith("_")))
-    rules = _by_object(TARGET_RULES, target) or {}
+    third_party = _by_object(THIRD_PARTY_RULES, target)
+    rules = third_party if third_party is not None else rules_of(obj)
     values = {}
     for key in keys:
-        if key in rules:
-            if OmegaConf.is_missing(node, key):
+        if OmegaConf.is_missing(node, key):
+            if key in rules:
                 raise ConfigError(f"{path}.{key} is missing: give a value")
+            continue
+        try:
             values[key] = _plain(node[key])
-    for key, rule in rules.items():
-        if key in values:
-            rule(f"{path}.{key}", values[key])
+        except InterpolationResolutionError:  # a resolver that needs a Hydra run (paths.output_dir)
+            continue
+    name = f"{path}.{{}}".format
+    if third_party is not None:
+        for key, rule in rules.items():
+            if key in values:
+                rule(name(key), values[key])
+    else:
+        check_values(obj, values, name)
     for check in _by_object(TARGET_CHECKS, target) or []:
         check(values, path, cfg if cfg is not None else node)
 
@@ -727,12 +463,6 @@ def _chosen_groups() -> str:
     return ", ".join(f"{g}={choices[g]}" for g in ("task", "model", "data") if choices.get(g) is not None)
 
 
-# The task each data set belongs to, by its data module's `_target_`.
-DATA_TASKS: dict[str, str] = {
-    "rnnlab.data.TextDataModule": "lm",
-    "rnnlab.data.sine.SineDataModule": "forecast",
-    "rnnlab.data.series.SeriesDataModule": "forecast",
-}
 DATA_KINDS = {"lm": "a text data set (language modelling)", "forecast": "a forecasting data set"}
 
 
@@ -754,8 +484,13 @@ def _check_task_data(cfg: DictConfig) -> None:
     task, data = OmegaConf.select(cfg, "task.name", default=None), cfg.get("data")
     if not isinstance(task, str) or not isinstance(data, DictConfig) or "_target_" not in data:
         return
-    wanted = _by_object(DATA_TASKS, data._target_)
-    if wanted is None or wanted == task:
+    cls = _located(data._target_)
+    wanted = getattr(cls, "task", None)  # rnnlab.data.base: each data set names its task
+    if wanted not in DATA_KINDS or wanted == task:
+        if isinstance(cls, type):
+            from rnnlab.data.base import check_data_module
+
+            check_data_module(cls, task)  # it implements the task's interface, or one line naming what it lacks
         return
     name = _data_name(data)
     raise ConfigError(f"data={name} is {DATA_KINDS[wanted]}: {'add' if wanted == 'forecast' else 'use'} "
@@ -765,7 +500,7 @@ def _check_task_data(cfg: DictConfig) -> None:
 def _check_resolves(cfg: DictConfig) -> None:
     """Every `${...}` resolves: an interpolation to a key the config lacks means groups that do not go
     together (model=mlp with task=lm reads data.tau) or a required group left out (~model)."""
-    from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
+    from omegaconf.errors import InterpolationKeyError
 
     def walk(node: DictConfig | ListConfig) -> None:
         for key in (node.keys() if isinstance(node, DictConfig) else range(len(node))):

@@ -78,7 +78,7 @@ def test_new_options_are_checked(option, value, message, tmp_path):
 
 
 def test_byte_tokens_have_a_fixed_vocabulary(chinese):
-    with pytest.raises(ConfigError, match="data.token='byte' is invalid: byte has a fixed vocabulary"):
+    with pytest.raises(ConfigError, match="^token='byte' is invalid: byte has a fixed vocabulary"):
         TextDataModule(token="byte", max_vocab=100)
     dm = TextDataModule(path=str(chinese), token="byte", preprocess="none", batch_size=4, num_steps=8)
     dm.setup("fit")

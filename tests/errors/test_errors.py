@@ -500,7 +500,9 @@ def test_schema_rules():
 
 
 def test_schema_walks_every_target_once_and_names_unknown_keys(tmp_path):
-    from rnnlab.schema import check_node, check_options, parameter_names, target_nodes, validate
+    from rnnlab.evaluation import DynamicEvaluation
+    from rnnlab.options import check_values
+    from rnnlab.schema import check_node, parameter_names, target_nodes, validate
 
     cfg = compose_config(tmp_path, "experiment=best_char_lm")
     paths = [p for p, _ in target_nodes(cfg)]
@@ -513,7 +515,7 @@ def test_schema_walks_every_target_once_and_names_unknown_keys(tmp_path):
         check_node(cfg.module.scheduler, "module.scheduler")
     assert parameter_names(lambda a, **kwargs: None) is None  # takes anything: no unknown-key check
     with pytest.raises(ConfigError, match=r"^--lr=nan is invalid"):
-        check_options("rnnlab.evaluation.DynamicEvaluation", {"lr": float("nan")}, name="--{}".format)
+        check_values(DynamicEvaluation, {"lr": float("nan")}, name="--{}".format)
 
 
 @pytest.mark.slow  # tests/errors/test_reliability_config.py validates every preset in the default suite

@@ -194,7 +194,6 @@ def test_weight_drop_on_a_core_that_declares_no_recurrent_weights_is_one_line(us
                                            r"declares no recurrent \(hidden-to-hidden\) weights to drop")
 
 
-@pytest.mark.xfail(strict=True, reason="until rnnlab.run.build.build_run calls rnnlab.data.base.check_data_module")
 def test_a_data_module_without_its_tasks_interface_is_one_line_before_training(user_dir, tmp_path, capsys):
     cfg = user_cfg(user_dir, tmp_path / "run", "data=old_recipe", "model=toy")
     assert_refused_in_process(cfg, capsys, rf"^error: data\._target_={TOYS}\.OldRecipe is invalid: a data set of "

@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def ensemble() -> int:
         from rnnlab.checkpoints import resolve_device
-        from rnnlab.ensemble import rescore, summary_line
-        from rnnlab.schema import check_options
+        from rnnlab.ensemble import EnsembleReport, rescore, summary_line
+        from rnnlab.options import check_values
 
-        check_options("rnnlab.ensemble.EnsembleReport", vars(args), name=lambda option: "--" + option.replace("_", "-"))
+        check_values(EnsembleReport, vars(args), name=lambda option: "--" + option.replace("_", "-"))
         result = rescore(args.sweep_dir, resolve_device(args.device), args.segment_len, args.lr, args.decay,
                          args.skip_damaged)
         print(summary_line(result))

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from rnnlab.checkpoints import load_language_model, resolve_device
-        from rnnlab.schema import NON_NEGATIVE_INT, SEED, TEMPERATURE
+        from rnnlab.options import NON_NEGATIVE_INT, SEED, TEMPERATURE
 
         NON_NEGATIVE_INT("--num-tokens", args.num_tokens)
         TEMPERATURE("--temperature", args.temperature)

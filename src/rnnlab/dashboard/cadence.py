@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Annotated
 
 import lightning as L
+
+from rnnlab.options import POSITIVE_INT, checked
 
 # Lightning warns when an epoch has fewer batches than log_every_n_steps, before on_train_start,
 # where LoggingCadence lowers the interval to fit the epoch.
@@ -18,9 +21,9 @@ class LoggingCadence(L.Callback):
     jobs none. Long epochs keep the configured interval, which bounds the per-step logging cost;
     log_every_n_steps=0 (no per-step logging) stays 0."""
 
-    def __init__(self, min_points: int = 10):
-        self.min_points = max(1, int(min_points))
-        self.interval: int | None = None
+    @checked()
+    def __init__(self, min_points: Annotated[int, POSITIVE_INT] = 10):
+        self.min_points = min_points
 
     def on_train_start(self, trainer, pl_module) -> None:
         every = trainer.log_every_n_steps
@@ -30,4 +33,4 @@ class LoggingCadence(L.Callback):
         steps = int(per_epoch)
         if trainer.max_steps and trainer.max_steps > 0:
             steps = min(steps, trainer.max_steps)
-        trainer.log_every_n_steps = self.interval = max(1, min(every, steps // self.min_points))
+        trainer.log_every_n_steps = max(1, min(every, steps // self.min_points))

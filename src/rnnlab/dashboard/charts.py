@@ -3,9 +3,12 @@ one chart) and the running best of the monitored metric (`val/best`, TensorBoard
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 
 from rnnlab.dashboard.logger import BEST, log_step, writers
+from rnnlab.options import checked, choice
 
 
 class ScalarsLayout(L.Callback):
@@ -30,9 +33,8 @@ class BestMetricLogger(L.Callback):
     One name whatever the monitor (val/ppl, val/mase, val/mse): HParams then has this column in
     every run of a folder, and parallel coordinates draw a run only where every ticked column is set."""
 
-    def __init__(self, monitor: str, mode: str = "min"):
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode={mode!r}: use min or max")
+    @checked()
+    def __init__(self, monitor: str, mode: Annotated[str, choice("min", "max")] = "min"):
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
 

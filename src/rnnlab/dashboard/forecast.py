@@ -8,6 +8,8 @@ The module provides `validation_forecast() -> dict` after a validation epoch:
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 import matplotlib
 import numpy as np
@@ -16,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rnnlab.dashboard.logger import log_step, writers  # noqa: E402
+from rnnlab.options import POSITIVE_INT, checked
 
 
 def validation_figure(forecast: dict, epoch: int, context: int = 50, time=None, name: str = "value") -> plt.Figure:
@@ -43,8 +46,9 @@ class ValidationForecastFigures(L.Callback):
     """Every `every_n_epochs` epochs (and after the last), log `val/forecast` as a TensorBoard image
     (`metrics/forecast` in the validation run, beside the error curves)."""
 
-    def __init__(self, every_n_epochs: int = 1):
-        self.every_n_epochs = max(1, int(every_n_epochs))
+    @checked()
+    def __init__(self, every_n_epochs: Annotated[int, POSITIVE_INT] = 1):
+        self.every_n_epochs = every_n_epochs
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not hasattr(pl_module, "validation_forecast"):

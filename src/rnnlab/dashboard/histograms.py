@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 
 from rnnlab.dashboard.logger import log_step, writers
+from rnnlab.options import NON_NEGATIVE_INT, checked
 
 
 class Histograms(L.Callback):
@@ -13,8 +16,9 @@ class Histograms(L.Callback):
     training batch (Lightning releases the gradients before validation). One `weights` group, which
     TensorBoard's Time Series sorts after `train` and `val`."""
 
-    def __init__(self, every_n_epochs: int = 0):
-        self.every_n_epochs = int(every_n_epochs)
+    @checked()
+    def __init__(self, every_n_epochs: Annotated[int, NON_NEGATIVE_INT] = 0):
+        self.every_n_epochs = every_n_epochs
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_epochs <= 0 or (trainer.current_epoch + 1) % self.every_n_epochs:

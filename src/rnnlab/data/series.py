@@ -21,6 +21,7 @@ are the whole observed series; the regressor forecasts from it and scores in ori
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Annotated, Any, Mapping
 
 import numpy as np
 import torch
@@ -29,8 +30,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.base import SeriesData
 from rnnlab.data.sampling import SERIES_SAMPLINGS, make_sampler, window_loader
-from rnnlab.data.table import BUNDLED_DIR, as_list, read_table
-from rnnlab.errors import require, require_choice, require_positive_int
+from rnnlab.data.table import BUNDLED_DIR, SEP_ALLOWED, SEPARATORS, as_list, read_table
+from rnnlab.errors import ConfigError, require
+from rnnlab.options import (BOOL, FILE_OR_NULL, HORIZONS, OPEN_FRACTION, POSITIVE_INT, SEED, STRING, Name, Rule,
+                            checked, choice, either, nullable)
 
 BUNDLED = {"co2": "co2.csv", "macro": "macrodata.csv", "sunspots": "sunspots.csv", "elnino": "elnino.csv"}
 DEFAULT_KS = (1, 4, 16)   # horizons scored when data.ks is null: those the test part fits
@@ -72,6 +75,20 @@ def to_levels(pred: Tensor, last: Tensor, mean: Tensor, std: Tensor, difference:
     return last[:, None] + pred.cumsum(1) if difference else pred
 
 
+SEPARATOR = Rule(lambda v: v is None or (isinstance(v, str) and v in SEPARATORS), SEP_ALLOWED)
+
+
+def path_or_bundled(values: Mapping[str, Any], name: Name) -> None:
+    if values["path"] in (None, "") and values["bundled"] is None:
+        raise ConfigError(f"{name('path')}=null is invalid: give a CSV file or {name('bundled')}")
+
+
+def training_part(values: Mapping[str, Any], name: Name) -> None:
+    if values["val_fraction"] + values["test_fraction"] >= 1:
+        raise ConfigError(f"{name('test_fraction')}={values['test_fraction']} is invalid: with {name('val_fraction')}="
+                          f"{values['val_fraction']} it leaves no training part")
+
+
 class ForecastData(SeriesData):
     """Base of every series source: subclasses set `levels` (T, C) and call `_finish` with the parts."""
 
@@ -80,10 +97,6 @@ class ForecastData(SeriesData):
 
     def __init__(self, batch_size: int | None, num_steps: int | None, sampling: str, seed: int):
         super().__init__()
-        for option, value in (("data.batch_size", batch_size), ("data.num_steps", num_steps)):
-            if value is not None:  # null: derived from the series by the subclass
-                require_positive_int(option, value)
-        require_choice("data.sampling", sampling, SERIES_SAMPLINGS)
         self.batch_size, self.num_steps, self.sampling, self.seed = batch_size, num_steps, sampling, seed
 
     def _finish(self, columns: list[str], targets: list[str], train_end: int, val: list[int], test: list[int],
@@ -119,9 +132,6 @@ class ForecastData(SeriesData):
         """x values of the figures: dates or numbers of the time column, else the row number."""
         return np.arange(1, len(self.levels) + 1)
 
-    def setup(self, stage: str | None = None) -> None:
-        pass
-
     def _sampler(self) -> Sampler:
         """The training part's window sampler (window_loader builds it again with the Trainer)."""
         return make_sampler(self.sampling, len(self.train_series), self.batch_size, self.num_steps, seed=self.seed,
@@ -149,24 +159,28 @@ class SeriesDataModule(ForecastData):
     """A CSV file (or a bundled series, `bundled: co2 | macro`), split chronologically into train,
     validation and test parts; see the module docstring and conf/data/series.yaml."""
 
-    def __init__(self, path: str | None = None, bundled: str | None = None, columns=None, target=None,
-                 time_column=None, time_format: str | None = None, missing: str = "error",
-                 difference: bool | str = "auto", season: int | None = None, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, batch_size: int | None = None, num_steps: int | None = None,
-                 sampling: str = "overlapping", tau: int = 4, eval_context: int | None = 64, ks=None,
-                 seed: int = 0, sep: str | None = None):
+    @checked(path_or_bundled, training_part)
+    def __init__(self, path: Annotated[str | None, FILE_OR_NULL] = None,
+                 bundled: Annotated[str | None, nullable(choice(*BUNDLED), "data.path")] = None,
+                 columns=None, target=None, time_column=None,
+                 time_format: Annotated[str | None, nullable(STRING, "parsed as is")] = None,
+                 missing: Annotated[str, choice("error", "interpolate")] = "error",
+                 difference: Annotated[bool | str, either(BOOL, choice("auto"), allowed="must be true, false or auto "
+                                                          "(from the training part)")] = "auto",
+                 season: Annotated[int | None, nullable(POSITIVE_INT, "no seasonal baseline")] = None,
+                 val_fraction: Annotated[float, OPEN_FRACTION] = 0.1,
+                 test_fraction: Annotated[float, OPEN_FRACTION] = 0.2,
+                 batch_size: Annotated[int | None, nullable(POSITIVE_INT, "derived from the series' length")] = None,
+                 num_steps: Annotated[int | None, nullable(POSITIVE_INT, "derived from the series' length")] = None,
+                 sampling: Annotated[str, choice(*SERIES_SAMPLINGS)] = "overlapping",
+                 tau: Annotated[int, POSITIVE_INT] = 4,
+                 eval_context: Annotated[int | None, nullable(POSITIVE_INT, "the whole history")] = 64,
+                 ks: Annotated[list[int] | None, nullable(HORIZONS, "1, 4, 16: those the test part fits")] = None,
+                 seed: Annotated[int, SEED] = 0,
+                 sep: Annotated[str | None, SEPARATOR] = None):
         super().__init__(batch_size, num_steps, sampling, seed)
         if path is None and bundled is not None:
-            require_choice("data.bundled", bundled, tuple(BUNDLED))
             path = str(BUNDLED_DIR / BUNDLED[bundled])
-        require(difference in (True, False, "auto"), "data.difference", "must be true, false or auto", difference)
-        for option, value in (("data.val_fraction", val_fraction), ("data.test_fraction", test_fraction)):
-            require(isinstance(value, (int, float)) and 0 < value < 1, option, "must lie in (0, 1)", value)
-        require(val_fraction + test_fraction < 1, "data.test_fraction",
-                f"with data.val_fraction={val_fraction} must leave a training part (sum below 1)", test_fraction)
-        require_positive_int("data.tau", tau)
-        if eval_context is not None:
-            require_positive_int("data.eval_context", eval_context)
         table = read_table(path, columns, target, time_column, time_format, missing, sep)
         self.path, self.name, self.time = path, bundled or str(path), table.time
         self.levels = torch.tensor(table.values, dtype=torch.float32)
@@ -194,7 +208,6 @@ class SeriesDataModule(ForecastData):
             eval_context = self._derive("eval_context", rows)  # the first validation origin reads a full window
         self.eval_context = eval_context
         if season is not None:
-            require_positive_int("data.season", season)
             require(season < train_end, "data.season", f"must be shorter than the training part ({train_end} rows)",
                     season)
         read = {"columns": table.columns, "time_column": as_list(time_column), "time_format": time_format,

@@ -9,10 +9,14 @@ longest horizon), and the book's multi-step rollout starts at n_train + tau.
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Mapping
+
 import torch
 
+from rnnlab.data.sampling import SERIES_SAMPLINGS
 from rnnlab.data.series import ForecastData
-from rnnlab.errors import require, require_positive_int
+from rnnlab.errors import ConfigError
+from rnnlab.options import BOOL, HORIZONS, NON_NEGATIVE, POSITIVE_INT, SEED, Name, checked, choice, nullable
 
 
 def sine_series(T: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,35 +32,45 @@ def feature_label_pairs(series: torch.Tensor, tau: int) -> tuple[torch.Tensor, t
     return series.unfold(0, tau, 1)[:-1], series[tau:]
 
 
+def training_part(values: Mapping[str, Any], name: Name) -> None:
+    """The first n_train points train: at most T of them, and more than one window or feature row."""
+    T, n_train = values["T"], values["n_train"]
+    if n_train > T:
+        raise ConfigError(f"{name('n_train')}={n_train} is invalid: must be at most {name('T')}={T}")
+    for option in ("tau", "num_steps"):
+        if values[option] >= n_train:
+            raise ConfigError(f"{name(option)}={values[option]} is invalid: must be smaller than the training part, "
+                              f"{name('n_train')}={n_train}")
+
+
+def scored_targets(values: Mapping[str, Any], name: Name) -> None:
+    """Every horizon is scored on the same targets t >= first_target: after the longest evaluation window
+    (64 for a whole history; the MLP reads tau) and the longest horizon; the series must reach past it."""
+    T, k = values["T"], max(values["ks"])
+    first_target = max(values["eval_context"] or 64, values["tau"]) + k - 1
+    if first_target >= T:
+        raise ConfigError(f"{name('T')}={T} is invalid: it is too short to score {k}-step predictions "
+                          f"({name('ks')}) after {first_target - k + 1} observations ({name('eval_context')}, "
+                          f"{name('tau')})")
+
+
 class SineDataModule(ForecastData):
-    def __init__(self, T: int = 1000, noise: float = 0.2, n_train: int = 600, tau: int = 4,
-                 batch_size: int = 16, num_steps: int = 32, sampling: str = "random", eval_context: int | None = 64,
-                 ks=(1, 4, 16, 64), mirror: bool = False, seed: int = 0):
+    @checked(training_part, scored_targets)
+    def __init__(self, T: Annotated[int, POSITIVE_INT] = 1000, noise: Annotated[float, NON_NEGATIVE] = 0.2,
+                 n_train: Annotated[int, POSITIVE_INT] = 600, tau: Annotated[int, POSITIVE_INT] = 4,
+                 batch_size: Annotated[int, POSITIVE_INT] = 16, num_steps: Annotated[int, POSITIVE_INT] = 32,
+                 sampling: Annotated[str, choice(*SERIES_SAMPLINGS)] = "random",
+                 eval_context: Annotated[int | None, nullable(POSITIVE_INT, "the whole history")] = 64,
+                 ks: Annotated[list[int], HORIZONS] = (1, 4, 16, 64), mirror: Annotated[bool, BOOL] = False,
+                 seed: Annotated[int, SEED] = 0):
         super().__init__(batch_size, num_steps, sampling, seed)
-        require_positive_int("data.T", T)
-        require(isinstance(noise, (int, float)) and noise >= 0, "data.noise", "must be >= 0", noise)
-        require_positive_int("data.n_train", n_train)
-        require(n_train <= T, "data.n_train", f"must be at most data.T={T}", n_train)
-        require_positive_int("data.tau", tau)
-        require(tau < n_train, "data.tau", f"must be smaller than the training part, data.n_train={n_train}", tau)
-        require(num_steps < n_train, "data.num_steps",
-                f"must be smaller than the training part, data.n_train={n_train}", num_steps)
-        if eval_context is not None:
-            require_positive_int("data.eval_context", eval_context)
-        require(isinstance(mirror, bool), "data.mirror", "must be true or false", mirror)
         ks = list(ks)
-        require(bool(ks) and all(isinstance(k, int) and k >= 1 for k in ks), "module.ks",
-                "give positive integer horizons", ks)
         self.T, self.noise, self.n_train, self.tau, self.mirror = T, float(noise), n_train, tau, mirror
         self.name = "sine"
         series, self.clean = sine_series(T, self.noise, seed)
         self.series = series
         self.levels = series[:, None]
-        # Every horizon is scored on the same targets t >= first_target: after the longest evaluation
-        # window (64 for a whole history; the MLP reads tau) and the longest horizon.
-        first_target = max(eval_context or 64, tau) + max(ks) - 1
-        require(first_target < T, "data.T", f"is too short to score {max(ks)}-step predictions (module.ks) after "
-                f"{first_target - max(ks) + 1} observations (data.eval_context, data.tau)", T)
+        first_target = max(eval_context or 64, tau) + max(ks) - 1  # see scored_targets
         self._finish(["x"], ["x"], n_train, [0, n_train, T], [0, first_target, T], n_train + tau,
                      difference=False, scale=False, noise=self.noise, read={"columns": ["x"]})
 

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Mapping
+
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.sampling import eval_stream_batches, make_sampler, window_loader
+from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.base import TextData
 from rnnlab.data.corpus import load_ids
-from rnnlab.data.text import BOOK_PREFIX, Vocab, opening_prefix
-from rnnlab.errors import ConfigError, require
+from rnnlab.data.text import BOOK_PREFIX, PREPROCESSES, TOKENIZERS, Vocab, opening_prefix
+from rnnlab.errors import ConfigError
+from rnnlab.options import (BOOL, FILE_OR_NULL, FRACTION, NON_NEGATIVE_INT, OPEN_FRACTION, POSITIVE_INT, PREFIX, SEED,
+                            STRING, Name, checked, choice, integer, nullable)
+
+
+def held_out_parts(values: Mapping[str, Any], name: Name) -> None:
+    """The held-out parts may be at most half of the corpus: a model scored on more tokens than it trains
+    on (data.val_fraction=0.999 trains on 0.1%) is no result."""
+    val, test = values["val_fraction"], values["test_fraction"]
+    if val + test > 0.5:
+        option, value, other, value_other = ("test_fraction", test, "val_fraction", val) if test > val else (
+            "val_fraction", val, "test_fraction", test)
+        high = 0.5 - value_other
+        allowed = (f"it must lie in {'[' if option == 'test_fraction' else '('}0, {high:g}]" if high > 0 else
+                   "no value works")
+        raise ConfigError(f"{name(option)}={value:g} is invalid: with {name(other)}={value_other:g} {allowed} (the "
+                          "held-out parts may be at most half of the corpus; the training part is the rest)")
+
+
+def byte_vocabulary(values: Mapping[str, Any], name: Name) -> None:
+    """Bytes have a fixed vocabulary of 256: nothing to cut."""
+    if values["token"] == "byte" and (values["min_freq"] != 0 or values["max_vocab"] is not None):
+        raise ConfigError(f"{name('token')}='byte' is invalid: byte has a fixed vocabulary of 256: leave "
+                          f"{name('min_freq')}=0 and {name('max_vocab')}=null")
 
 
 class TextDataModule(TextData):
@@ -22,31 +47,29 @@ class TextDataModule(TextData):
 
     PREFIX_SCAN = 1000  # tokens from the corpus's start in which its default sample prefix is looked for
 
+    @checked(held_out_parts, byte_vocabulary)
     def __init__(
         self,
-        path: str | None = None,
-        token: str = "char",
-        sampling: str = "sequential",
-        batch_size: int = 32,
-        num_steps: int = 35,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.0,
-        max_tokens: int | None = None,
-        min_freq: int = 0,
-        val_batch_size: int = 32,
-        seed: int = 0,
-        preprocess: str = "book",
-        max_vocab: int | None = None,
-        unk: bool = True,
-        cache_dir: str | None = None,
-        sample_prefix: str | None = None,
+        path: Annotated[str | None, FILE_OR_NULL] = None,
+        token: Annotated[str, choice(*TOKENIZERS)] = "char",
+        sampling: Annotated[str, choice(*SAMPLINGS)] = "sequential",
+        batch_size: Annotated[int, POSITIVE_INT] = 32,
+        num_steps: Annotated[int, POSITIVE_INT] = 35,
+        val_fraction: Annotated[float, OPEN_FRACTION] = 0.1,
+        test_fraction: Annotated[float, FRACTION] = 0.0,
+        max_tokens: Annotated[int | None, nullable(NON_NEGATIVE_INT, "all; 0: all")] = None,
+        min_freq: Annotated[int, NON_NEGATIVE_INT] = 0,
+        val_batch_size: Annotated[int, POSITIVE_INT] = 32,
+        seed: Annotated[int, SEED] = 0,
+        preprocess: Annotated[str, choice(*PREPROCESSES)] = "book",
+        max_vocab: Annotated[int | None, nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"),
+                                                  "no cap")] = None,
+        unk: Annotated[bool, BOOL] = True,
+        cache_dir: Annotated[str | None, nullable(STRING, "no cache")] = None,
+        sample_prefix: Annotated[str | None, nullable(PREFIX, "time traveller on the bundled book, else the corpus's "
+                                                              "opening")] = None,
     ):
         super().__init__()
-        # Each option's type and range: rnnlab.schema, before anything is built. Here: how options combine.
-        require(test_fraction < 1 - val_fraction,
-                "data.test_fraction", f"must lie in [0, 1 - data.val_fraction) = [0, {1 - val_fraction:g})", test_fraction)
-        require(token != "byte" or (min_freq == 0 and max_vocab is None), "data.token",
-                "byte has a fixed vocabulary of 256: leave data.min_freq=0 and data.max_vocab=null", token)
         self.save_hyperparameters(logger=False)
         self.path, self.token, self.sampling = path, token, sampling
         self.batch_size, self.num_steps, self.val_batch_size = batch_size, num_steps, val_batch_size
@@ -56,11 +79,6 @@ class TextDataModule(TextData):
         self._sample_prefix = sample_prefix
         self.vocab: Vocab | None = None
         self.train_tokens = self.val_tokens = self.test_tokens = None
-
-    @property
-    def continuous(self) -> bool:
-        """True when row i of a training batch continues row i of the previous one (state may be carried)."""
-        return self.sampling == "sequential"
 
     def prepare_corpus(self) -> None:
         """Read, tokenize and split once (or read the cache); cheap enough to run in every process.

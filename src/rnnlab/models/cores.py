@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import types
 import warnings
+from typing import Annotated, Any, Mapping
 
 import torch
 from torch import nn
 
+from rnnlab import compat
 from rnnlab.errors import ConfigError
 from rnnlab.models.scratch import ScratchGRU, ScratchLSTM, ScratchRNN
+from rnnlab.options import BOOL, FRACTION, POSITIVE_INT, Name, Rule, checked, choice
 
 CORES = {
     "rnn": nn.RNN,
@@ -34,20 +37,34 @@ def compile_mode(compile) -> str | None:
     return None if compile is False else "default" if compile is True else compile
 
 
-def build_core(kind: str, input_size: int, hidden_size: int = 256, num_layers: int = 1,
-               bidirectional: bool = False, dropout: float = 0.0, nonlinearity: str = "tanh",
-               compile: bool | str = False) -> nn.Module:
-    """Build a core of the given kind (rnnlab.schema has checked the config's options).
+def dropout_between_layers(values: Mapping[str, Any], name: Name) -> None:
+    """Dropout acts between stacked layers in every core (torch's and rnnlab.models.scratch), so with one
+    layer it would do nothing."""
+    dropout, layers = values["dropout"], values["num_layers"]
+    if dropout and layers == 1:
+        raise ConfigError(f"{name('dropout')}={dropout:g} has no effect with {name('num_layers')}=1: dropout acts "
+                          f"between stacked layers; set {name('num_layers')} >= 2 or {name('dropout')}=0")
+
+
+COMPILE = Rule(lambda v: isinstance(v, bool) or v in COMPILE_OPTIONS,
+               "must be one of " + ", ".join(str(o).lower() for o in COMPILE_OPTIONS))
+
+
+@checked(dropout_between_layers)
+def build_core(kind: Annotated[str, choice(*CORES)], input_size: int,
+               hidden_size: Annotated[int, POSITIVE_INT] = 256, num_layers: Annotated[int, POSITIVE_INT] = 1,
+               bidirectional: Annotated[bool, BOOL] = False, dropout: Annotated[float, FRACTION] = 0.0,
+               nonlinearity: Annotated[str, choice(*NONLINEARITIES)] = "tanh",
+               compile: Annotated[bool | str, COMPILE] = False) -> nn.Module:
+    """Build a core of the given kind; its options are declared (and checked) in this signature.
 
     `compile` (COMPILE_OPTIONS) compiles the core in place with torch.compile in that mode (same
     parameters and state_dict): for the scratch cores the time loop is traced once and its element-wise
     gate arithmetic fused, which on a GPU removes most of the per-step kernel launches; the built-in
-    cores are traced through torch._dynamo.config.allow_rnn (see compile_core). `reduce-overhead` also
+    cores are traced through dynamo's allow_rnn (see compile_core). `reduce-overhead` also
     replays forward and backward as CUDA graphs on a GPU; on a CPU torch.compile skips the graphs and
     it runs as `default`. The first batches pay the compilation.
     """
-    if kind not in CORES:
-        raise ValueError(f"kind={kind!r} is not a core: one of {', '.join(CORES)}")
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, dropout=float(dropout), batch_first=True)
     if kind.startswith("rnn"):
         kwargs["nonlinearity"] = nonlinearity
@@ -66,7 +83,7 @@ def compile_core(core: nn.Module, mode: str) -> None:
     that calls the module's forward, with a code object of its own per core: dynamo's recompile limit
     (8) counts per code object, and a shared one would leave the ninth core built in a process (a
     sweep in one process, the tests) silently eager. Inside it dynamo leaves a built-in recurrence to
-    eager unless `torch._dynamo.config.allow_rnn` is set, which is patched on while tracing a built-in
+    eager unless its allow_rnn is set (rnnlab.compat.rnn_tracing), which is on while tracing a built-in
     core, except nn.LSTM on a CPU: inductor fails on its oneDNN kernel there (torch 2.13, TypeError
     for aten.mkldnn_rnn_layer), so that one stays eager inside the compiled function.
     `reduce-overhead` off a CUDA device runs as `default` (torch.compile skips the CUDA graphs), with
@@ -94,7 +111,7 @@ def compile_core(core: nn.Module, mode: str) -> None:
             # the graphs' memory pool, which the next replay reuses (not yet measured on a GPU: see
             # bench/gpu_check.py and tests/gpu/test_gpu.py).
             torch.compiler.cudagraph_mark_step_begin()
-        with torch._dynamo.config.patch(allow_rnn=builtin and not (lstm and x.device.type == "cpu")):
+        with compat.rnn_tracing(builtin and not (lstm and x.device.type == "cpu")):
             outputs, state = compiled(x, state)
         if graphs:
             state = tuple(s.clone() for s in state) if isinstance(state, tuple) else state.clone()

@@ -21,23 +21,25 @@ data, the widths of its own weights. The test part reports their coverage.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
 import math
+from typing import Annotated, Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from rnnlab.baselines import Autoregression, persistence, seasonal_naive
+from rnnlab.data.sampling import SERIES_SAMPLINGS
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
-from rnnlab.errors import require
+from rnnlab.errors import ConfigError, require
 from rnnlab.models.forecaster import as_forecaster
 from rnnlab.models.base import RnnlabModule
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
+from rnnlab.options import (BOOL, HORIZONS, NON_NEGATIVE_INT, OPEN_FRACTION, POSITIVE_INT, Name, checked, choice, is_int,
+                            nullable)
 
 
 def scores(pred: Tensor, target: Tensor, scale: Tensor) -> dict[str, Tensor]:
@@ -75,20 +77,30 @@ def auto_rollout(ks: Sequence[int], num_steps: int) -> int:
     return min(max(ks), num_steps // 2)
 
 
+def rollout_in_window(values: Mapping[str, Any], name: Name) -> None:
+    """The last R inputs of a training window are the model's own predictions: R < the window."""
+    rollout, num_steps = values["rollout_steps"], values["num_steps"]
+    if rollout and is_int(num_steps) and rollout >= num_steps:
+        raise ConfigError(f"{name('rollout_steps')}={rollout} is invalid: must be smaller than data.num_steps="
+                          f"{num_steps}")
+
+
 class ForecastModel(OptimizerStepLogging, RnnlabModule):
+    @checked(rollout_in_window)
     def __init__(
         self,
         core: Mapping[str, Any],
         series: dict,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
-        ks: Sequence[int] = (1, 4, 16, 64),
-        sampling: str = "random",
-        num_steps: int = 32,
-        eval_context: int | None = 64,
-        rollout_steps: int | None = 0,
-        residual: bool = False,
-        interval: float = 0.9,
+        ks: Annotated[Sequence[int] | None, nullable(HORIZONS, "derived from the data")] = (1, 4, 16, 64),
+        sampling: Annotated[str, choice(*SERIES_SAMPLINGS)] = "random",
+        num_steps: Annotated[int | None, nullable(POSITIVE_INT, "derived from the data")] = 32,
+        eval_context: Annotated[int | None, nullable(POSITIVE_INT, "the whole history")] = 64,
+        rollout_steps: Annotated[int | None, nullable(NON_NEGATIVE_INT, "the longest horizon, at most half the "
+                                                                          "window; 0 for the MLP")] = 0,
+        residual: Annotated[bool, BOOL] = False,
+        interval: Annotated[float, OPEN_FRACTION] = 0.9,
     ):
         super().__init__()
         # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
@@ -99,8 +111,6 @@ class ForecastModel(OptimizerStepLogging, RnnlabModule):
         columns = len(self.spec.columns)
         self.core = as_forecaster(core_from_spec(core, input_size=columns), columns)
         self.ks = tuple(ks)
-        require(bool(self.ks) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks),
-                "module.ks", "give positive integer horizons", list(self.ks))
         origin_from, score_from, end = self.spec.test
         require(max(score_from, origin_from + max(self.ks)) < end, "module.ks",
                 f"the longest horizon must fit the test part ({end - origin_from} rows)", list(self.ks))
@@ -110,12 +120,7 @@ class ForecastModel(OptimizerStepLogging, RnnlabModule):
                 list(self.ks))
         if rollout_steps is None:  # auto: trained for its horizons (the MLP as the book: teacher forcing)
             rollout_steps = 0 if self.core.lags else auto_rollout(self.ks, num_steps)
-        require(isinstance(rollout_steps, int) and 0 <= rollout_steps < num_steps, "module.rollout_steps",
-                f"must be 0 or a positive integer smaller than data.num_steps={num_steps}", rollout_steps)
-        require(isinstance(interval, float) and 0 < interval < 1, "module.interval",
-                "must lie strictly between 0 and 1 (the coverage of the prediction intervals)", interval)
         self.interval = interval
-        require(isinstance(residual, bool), "module.residual", "must be true or false", residual)
         self.rollout_steps, self.residual = rollout_steps, residual
         # Observations a forecast reads: the MLP its lags, a recurrent core the last eval_context, or all (None).
         self.window = self.core.lags or eval_context

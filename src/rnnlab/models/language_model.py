@@ -6,14 +6,14 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import BOOK_PREFIX, Vocab, prefix_tokens
+from rnnlab.data.text import BOOK_PREFIX, TOKENIZERS, Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.cores import output_size, weight_drop_names
@@ -22,6 +22,7 @@ from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
+from rnnlab.options import FRACTION, POSITIVE_INT, checked, choice, nullable
 
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,17 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
     book's "time traveller".
     """
 
+    @checked()
     def __init__(
         self,
         core: Mapping[str, Any],
         vocab: Sequence[str],
-        token: str = "char",
+        token: Annotated[str, choice(*TOKENIZERS)] = "char",
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
-        embedding_dim: int | None = None,
-        dropout: float = 0.0,
-        weight_drop: float = 0.0,
+        embedding_dim: Annotated[int | None, nullable(POSITIVE_INT, "one-hot input")] = None,
+        dropout: Annotated[float, FRACTION] = 0.0,
+        weight_drop: Annotated[float, FRACTION] = 0.0,
         preprocess: str = "book",  # the corpus's data.preprocess (checkpoints from before it: book)
         sampling: str = "sequential",  # the data's sampling: sequential carries the state across batches
         sample_prefix: str | None = None,  # the data's default generation prefix (None: the book's)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
-from rnnlab.errors import require_positive_int
+from rnnlab.options import POSITIVE_INT, checked
 from rnnlab.models.forecaster import Forecaster
 
 
@@ -17,10 +19,10 @@ class AutoregressiveMLP(Forecaster):
     core's; the first tau - 1 predictions of a fresh window read zeros (`warmup`, not trained on).
     """
 
-    def __init__(self, input_size: int, tau: int = 4, hidden_size: int = 10):
+    @checked()
+    def __init__(self, input_size: int, tau: Annotated[int, POSITIVE_INT] = 4,
+                 hidden_size: Annotated[int, POSITIVE_INT] = 10):
         super().__init__()
-        require_positive_int("data.tau", tau)
-        require_positive_int("model.hidden_size", hidden_size)
         self.lags, self.warmup, self.columns = tau, tau - 1, input_size
         self.net = nn.Sequential(nn.Linear(tau * input_size, hidden_size), nn.ReLU(),
                                  nn.Linear(hidden_size, input_size))

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab.checkpoint_io import AtomicCheckpointIO
 from rnnlab.errors import ConfigError
 from rnnlab.extras import missing_package
+from rnnlab.options import config_path
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ def build(node: DictConfig, name: str = "", **kwargs) -> Any:
     rnnlab.schema has checked every option before; this is the fallback for what only the target
     itself can tell (the Trainer's checks of devices against the machine, for example)."""
     try:
-        return instantiate(node, **kwargs)
+        with config_path(name):
+            return instantiate(node, **kwargs)
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
@@ -79,9 +81,10 @@ def build_run(cfg: DictConfig) -> RunParts:
     datamodule.setup("fit")
     module = build(cfg.module, "module", **datamodule.module_kwargs())
     callbacks = list(build_group(cfg.get("callbacks"), "callbacks").values())
-    if cfg.trainer.get("fast_dev_run"):
-        # Lightning skips checkpoints under fast_dev_run, except ModelCheckpoint's save_last in on_train_end
-        # (2.6): without the callback no last.ckpt from one batch is left to pass for a trained model.
+    if cfg.trainer.get("fast_dev_run") or cfg.trainer.get("enable_checkpointing") is False:
+        # One switch turns off both checkpoints (best and last; Lightning refuses enable_checkpointing=false
+        # beside a ModelCheckpoint). Under fast_dev_run Lightning skips checkpoints, except ModelCheckpoint's
+        # save_last in on_train_end (2.6): without the callbacks no last.ckpt from one batch passes for a result.
         callbacks = [cb for cb in callbacks if not isinstance(cb, ModelCheckpoint)]
     if cfg.trainer.get("enable_progress_bar") is False:  # the one switch: the bar from the progress_bar group goes too
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
