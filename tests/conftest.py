@@ -91,14 +91,15 @@ class _Run:
 
 
 class RunEvents:
-    """A job's TensorBoard runs, `<label>/train` and `<label>/val` (eval.py: `<label>/eval`, holding the
-    HParams session, validation and `~test`), read by TensorBoard's own loader and looked up as one by
-    metric name (`train/loss`, `val/ppl`, `~test/ppl`)."""
+    """A job's TensorBoard runs, `<label>/train` and `<label>/val` (eval.py: `<evaluated dir name>/<label>/eval`,
+    holding the HParams session, validation and `~test`), read by TensorBoard's own loader and looked up
+    as one by metric name (`train/loss`, `val/ppl`, `~test/ppl`)."""
 
     def __init__(self, run_dir: Path):
-        from rnnlab.dashboard.logger import EVAL_RUN, TRAIN_RUN, VAL_RUN, event_dir
+        from rnnlab.dashboard.logger import EVAL_RUN, EVENT_GLOB, TRAIN_RUN, VAL_RUN, event_dir
 
-        self.dir = event_dir(run_dir)
+        evals = {p.parent.parent for p in Path(run_dir).glob(f"*/*/{EVAL_RUN}/{EVENT_GLOB}")}
+        self.dir = evals.pop() if len(evals) == 1 else event_dir(run_dir)
         self.train = _Run(self.dir / TRAIN_RUN, "train")
         self.eval = _Run(self.dir / (VAL_RUN if (self.dir / VAL_RUN).is_dir() else EVAL_RUN), "val")
 

@@ -2,8 +2,10 @@
 in headless Chromium (Debian's `chromium`), each tab given real time to draw before it is captured.
 
     python docs/dashboard/take_screens.py <logdir> <name> [--wait 15] [--tabs timeseries text ...]
+        [--click "PARALLEL COORDINATES VIEW"]
 
-writes docs/dashboard/<name>_<tab>.png. Needs `chromium` and `pip install websocket-client`; the
+writes docs/dashboard/<name>_<tab>.png (with --click, after clicking the element showing that text,
+e.g. an HParams view: <name>_<tab>_<text>.png). Needs `chromium` and `pip install websocket-client`; the
 browser is driven through its DevTools protocol (no virtual time: charts draw in a web worker).
 """
 
@@ -41,6 +43,23 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise TimeoutError(url)
 
 
+# Click the innermost element whose text is the given one, looking through shadow roots (TensorBoard's
+# Polymer dashboards keep their tabs there).
+CLICK = """(() => {
+  const want = %s, stack = [document];
+  let best = null;
+  while (stack.length) {
+    const root = stack.pop();
+    for (const el of root.querySelectorAll("*")) {
+      if (el.shadowRoot) stack.push(el.shadowRoot);
+      if ((el.innerText || "").trim() === want) best = el;
+    }
+  }
+  if (best) best.click();
+  return Boolean(best);
+})()"""
+
+
 class Browser:
     """Headless Chromium driven over the DevTools protocol: navigate, wait, capture."""
 
@@ -68,10 +87,15 @@ class Browser:
             if reply.get("id") == self.next_id:
                 return reply.get("result", {})
 
-    def shot(self, url: str, out: Path, wait: float) -> None:
+    def shot(self, url: str, out: Path, wait: float, click: str | None = None) -> None:
         self.call("Page.navigate", url="about:blank")
         self.call("Page.navigate", url=url)
         time.sleep(wait)  # real time: TensorBoard loads its data and draws the charts
+        if click:
+            found = self.call("Runtime.evaluate", expression=CLICK % json.dumps(click), returnByValue=True)
+            if not found.get("result", {}).get("value"):
+                raise RuntimeError(f"nothing shows {click!r}")
+            time.sleep(wait)
         out.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
 
     def close(self) -> None:
@@ -90,6 +114,7 @@ def main() -> None:
     parser.add_argument("--size", default="1400x1000")
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--query", default="", help="a query string for TensorBoard's URL, e.g. runColorGroup=...")
+    parser.add_argument("--click", default=None, help="the text of an element to click before the capture")
     args = parser.parse_args()
     width, height = (int(x) for x in args.size.split("x"))
     port = free_port()
@@ -101,9 +126,10 @@ def main() -> None:
         time.sleep(3)  # the first load of the event files
         browser = Browser(width, height)
         for tab in args.tabs:
-            out = Path(args.out) / f"{args.name}_{tab}.png"
+            suffix = "" if not args.click else "_" + args.click.lower().split()[0]
+            out = Path(args.out) / f"{args.name}_{tab}{suffix}.png"
             query = f"?{args.query}" if args.query else ""
-            browser.shot(f"http://127.0.0.1:{port}/{query}#{tab}", out, args.wait)
+            browser.shot(f"http://127.0.0.1:{port}/{query}#{tab}", out, args.wait, args.click)
             print(out)
     finally:
         if browser is not None:

@@ -10,6 +10,7 @@ import shutil
 import zipfile
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from conftest import ROOT, TINY, RunEvents, compose_config
 from rnnlab.callbacks import code_block, show_trailing_whitespace
 from rnnlab.dashboard.hparams import flat_settings, tensorboard_settings
 from rnnlab.dashboard.logger import TRAIN_RUN, VAL_RUN, event_dir
-from rnnlab.dashboard.run_label import label_from_overrides
+from rnnlab.dashboard.run_label import COLOR_GROUP, LINK, label_from_overrides
 from rnnlab.models.step_logging import is_logging_step
 from rnnlab.run.job import main_task
 
@@ -91,6 +92,35 @@ def test_tensorboard_opens_the_first_two_groups_and_shows_five_hparams_columns()
     assert tb_compare("~test/ppl", "weights/x") > 0 and tb_compare("metrics/forecast", "train/lr") < 0
     assert tb_compare("test/ppl", "train/lr") < 0  # why the test part is `~test` in TensorBoard
     assert tb_compare("val/mse_k4", "val/mse_k16") < 0 < tb_compare("val/mse_k64", "val/mse_k16")
+
+
+def color_group(run: str) -> list[str] | None:
+    """The colour group TensorBoard gives `run` under the documented link (`runColorGroup=regex:...`):
+    the groups of JavaScript's `run.match(new RegExp(COLOR_GROUP))`, Python's re.search for this
+    pattern (no flags, no lookbehind); None: no match, drawn grey."""
+    match = re.search(COLOR_GROUP, run)
+    return list(match.groups()) if match else None
+
+
+def test_the_documented_link_colours_each_job_one_way():
+    """docs/dashboard.md's link is rnnlab.dashboard.run_label.LINK; TensorBoard's colour groups are the
+    regex's captured groups (read from its bundled frontend): a job's train, val and eval runs share
+    one, whatever folder TensorBoard is opened on; two `defaults` runs differ by their directory."""
+    import tensorboard
+
+    bundle = zipfile.ZipFile(Path(tensorboard.__file__).parent / "webfiles.zip").read("index.js").decode()
+    assert re.search(r"case \w+\.REGEX:if\(!\w\.regexString\)break;try\{(\w)=new RegExp\(\w\.regexString\)\}"
+                     r"catch\{break\}for\(let (\w) of \w\)\{let (\w)=\2\.name\.match\(\1\);", bundle)
+    assert re.search(r"\w\.length>1\?JSON\.stringify\(\w\.slice\(1\)\):\"pseudo_group\"", bundle)
+    assert LINK in (ROOT / "docs" / "dashboard.md").read_text()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(LINK).query)  # as the browser's URLSearchParams
+    assert query == {"smoothing": ["0"], "runColorGroup": [f"regex:{COLOR_GROUP}"]}
+    for job, group in [("defaults", "defaults"), ("0/model=gru lr=2", "0/model=gru lr=2"),
+                       ("multiruns/S/0/model=gru", "0/model=gru"), ("runs/2026-12-03_09-40-00_a1b2c3/defaults",
+                                                                     "2026-12-03_09-40-00_a1b2c3/defaults"),
+                       ("eval/E/2026-12-03_09-40-00_a1b2c3/defaults", "2026-12-03_09-40-00_a1b2c3/defaults")]:
+        assert [color_group(f"{job}/{split}") for split in ("train", "val", "eval")] == [[group]] * 3, job
+    assert color_group("runs/T/defaults/weights") is None
 
 
 class Serve:
@@ -321,13 +351,25 @@ def test_an_evaluation_lands_on_the_evaluated_runs_cards_at_its_step(sweep, tmp_
     main_eval(cfg)
     assert sorted(p for p in (sweep / "0").rglob("*")) == before
     events = RunEvents(tmp_path / "eval")
-    assert events.dir.name == "model=rnn" and not (events.dir / TRAIN_RUN).exists()
+    assert events.dir == tmp_path / "eval" / "0" / "model=rnn" and not (events.dir / TRAIN_RUN).exists()
     assert [e.step for e in events.eval.acc.Scalars("metrics/ppl")] == [87]  # the evaluated validation's step
     assert texts(events.eval.acc, "eval/checkpoint")[0] == f"`{ckpt}` (step 87)"
     assert texts(events.eval.acc, "samples/greedy")[0].startswith("```\ntime traveller")
-    row = session_rows(Serve(tmp_path / "eval"))["model=rnn/eval"]
+    row = session_rows(Serve(tmp_path / "eval"))["0/model=rnn/eval"]
     assert row["hparams"]["eval/checkpoint"] == str(ckpt) and row["hparams"]["model/kind"] == "rnn"
     assert row["sessions"][0]["status"] == "STATUS_SUCCESS"
+
+    # `tensorboard --logdir outputs`: the documented link's colour groups, as TensorBoard forms them
+    outputs = tmp_path / "outputs"
+    shutil.copytree(sweep, outputs / "multiruns" / "2026-12-03_09-00-00_abcdef")
+    shutil.copytree(tmp_path / "eval", outputs / "eval" / "2026-12-03_10-00-00_012345")
+    runs = Serve(outputs).get("/data/runs")
+    assert "eval/2026-12-03_10-00-00_012345/0/model=rnn/eval" in runs and len(runs) == 5
+    groups = {run: color_group(run) for run in runs}
+    assert {run for run, g in groups.items() if g == ["0/model=rnn"]} == {
+        "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/train", "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/val",
+        "eval/2026-12-03_10-00-00_012345/0/model=rnn/eval"}
+    assert len(set(map(tuple, groups.values()))) == 2  # one colour per job, the evaluation on its job's
 
 
 def test_tasks_share_the_headline_columns_and_the_best_metric(sweep, tmp_path):

@@ -5,7 +5,7 @@ Registered as the OmegaConf resolver `${run_label:}` (conf/logger/tensorboard.ya
 label holds the swept settings only (the sweeper's `params`, e.g. Optuna's sampled values, and the
 command line's sweep overrides such as `model=rnn,gru`, read from the sweep's multirun.yaml); in a
 single run, its command-line overrides; `defaults` when there are none. A resumed or extended run keeps
-the label its directory has; eval.py takes the evaluated run's.
+the label its directory has; eval.py takes the evaluated run's, after its directory's name.
 """
 
 from __future__ import annotations
@@ -60,10 +60,25 @@ def swept_keys(hydra_cfg) -> set[str] | None:
 
 
 def evaluated_label(ckpt_path: str | Path) -> str:
-    """eval.py's label: the evaluated run's (`<run>/checkpoints/x.ckpt` -> `<run>/<label>`), else `defaults`."""
+    """eval.py's label: the evaluated run's directory name and label (`<dir>/checkpoints/x.ckpt` ->
+    `<dir name>/<label>`, `defaults` for a run without TensorBoard runs).
+
+    Why the directory's name: TensorBoard names a run by its path under the logdir, so in
+    `tensorboard --logdir outputs` the evaluated run is `runs/<time>/<label>/val` and the evaluation
+    `eval/<time>/<dir name>/<label>/eval`; the colour link's regex (COLOR_GROUP) takes the two parts
+    before the last, one colour for both. The label alone would give every `defaults` run one colour."""
     from rnnlab.dashboard.logger import existing_label
 
-    return existing_label(Path(ckpt_path).resolve().parent.parent) or "defaults"
+    run_dir = Path(ckpt_path).resolve().parent.parent
+    return f"{run_dir.name}/{existing_label(run_dir) or 'defaults'}"
+
+
+# TensorBoard's `runColorGroup` for one colour per job (docs/dashboard.md's link): the run's directory
+# name (optional) and label before the last part (`train`, `val`, eval.py's `eval`); the match is
+# TensorBoard's JavaScript `name.match(new RegExp(...))`, the first match from the left. No `+`: in a
+# URL's query it reads as a space.
+COLOR_GROUP = r"((?:[^/]*/)?[^/]*)/(?:train|val|eval)$"
+LINK = f"http://localhost:6006/?smoothing=0&runColorGroup=regex:{COLOR_GROUP}#timeseries"
 
 
 def run_label() -> str:
