@@ -5,7 +5,7 @@ A checkpoint's hyperparameters hold only names, numbers, strings and lists, so i
 config node of conf/model, conf/optimizer or a scheduler as a plain dict, e.g.
 `{"_target_": "rnnlab.models.build_core", "kind": "lstm", "hidden_size": 256}` (for a recurrent
 core `_target_` may be left out: `{"kind": "gru"}`) or `{"_target_": "torch.optim.SGD", "lr": 1.0}`.
-`_partial_` is ignored: the builders supply the run-time arguments (input size, parameters, optimizer).
+`_partial_` (in configs written before 2026-12) is ignored: the builders supply the run-time arguments (input size, parameters, optimizer).
 
 Each builder accepts only targets of its kind (the core factory or an nn.Module class, an
 optimizer class, a scheduler class), so a spec read from a checkpoint cannot call arbitrary code.
@@ -77,11 +77,6 @@ def core_target(spec: Mapping) -> Callable[..., nn.Module]:
         raise ConfigError(f"model._target_={spec.get('_target_')!r} is invalid: must be {CORE_FACTORY} "
                           "or an nn.Module class")
     return target
-
-
-def core_uses_features(spec: Mapping) -> bool:
-    """True for a model trained on feature-label pairs (the MLP's `uses_features`), not on windows."""
-    return bool(getattr(core_target(spec), "uses_features", False))
 
 
 def core_from_spec(spec: Mapping, input_size: int) -> nn.Module:
