@@ -38,8 +38,8 @@ ROWS = [
                                r"num_training, mode \(did you mean tune.lr_find\?\)$"),
     pytest.param(["+paths.logdir=x"], r"^error: paths.logdir is not an option: paths has log_dir, output_dir, "
                  r"cache_dir \(did you mean paths.log_dir\?\)$", marks=pytest.mark.slow),
-    (["+task.monitr=val/loss"], r"^error: task.monitr is not an option: task has name, monitor "
-                                r"\(did you mean task.monitor\?\)$"),
+    (["+task.monitr=val/loss"], r"^error: task.monitr is not an option: task has name, monitor, "
+                                r"summary \(did you mean task.monitor\?\)$"),
     (["+callbacks.foo=1"], r"^error: callbacks.foo=1 is invalid: callbacks holds named objects: give callbacks.foo a "
                            r"node with a _target_, or null$"),
     pytest.param(["+evaluation.extra=x"], r"^error: evaluation.extra='x' is invalid: evaluation holds named objects",

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 from rnnlab.extras import install_command, missing_package
+from rnnlab.run.result import end_before_run
 
 CONFIG_PACKAGES = ("hydra", "omegaconf")
 OPTIONAL_GROUPS = ("logger", "debug", "experiment", "hparams_search", "launcher")  # a run works without them
@@ -107,23 +108,21 @@ def positive_int(text: str) -> int:
 
 def run(main: Callable[[], int | None]) -> int:
     """Call `main`; a ConfigError (or a Hydra/OmegaConf error in composing the config, or a package of one
-    of rnnlab's extras that is not installed) becomes one line."""
+    of rnnlab's extras that is not installed) becomes one line. A training or evaluation run ends inside
+    `main` (rnnlab.run.result.finish); what reaches here comes before a run exists or from a command that
+    records nothing, so it ends with its line and the same exit status (rnnlab.run.result.end_before_run)."""
     try:
         return main() or 0
     except ConfigError as e:
-        print(error_line(e), file=sys.stderr)
-        return USER_ERROR_EXIT
+        return end_before_run("config_error", error_line(e))
     except KeyboardInterrupt:  # Ctrl-C before a run's own interrupt path is installed (start-up, composing)
-        print("interrupted by SIGINT during start-up", file=sys.stderr)
-        return 1
+        return end_before_run("interrupted", "interrupted by SIGINT during start-up")
     except Exception as e:  # Hydra's and OmegaConf's own errors for a bad override are the user's too
         missing = missing_extra_line(e)
         if missing:
-            print(missing, file=sys.stderr)
-            return USER_ERROR_EXIT
+            return end_before_run("config_error", missing)
         if type(e).__module__.split(".")[0] in CONFIG_PACKAGES or _raised_composing_config(e):
-            print(error_line(e) + _override_hint(str(e)), file=sys.stderr)
-            return USER_ERROR_EXIT
+            return end_before_run("config_error", error_line(e) + _override_hint(str(e)))
         raise
 
 

@@ -1,14 +1,14 @@
 """The task behind `eval.py` / `rnnlab-eval`: score a trained checkpoint on its data's held-out stream
 and test split, with the data options of the run that trained it, and write the scores to metrics.json
 in the evaluation's own run directory. A user's mistake is one line and exit status 2 and writes
-nothing (the run directory guard, rnnlab.run.rundir, then removes the directory Hydra made)."""
+nothing (the run directory guard, rnnlab.run.rundir, then removes the directory Hydra made). The end
+of either goes through rnnlab.run.result.finish, as a training run's does."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,11 @@ from rnnlab.checkpoints import read_checkpoint
 from rnnlab.dashboard.hparams import flat_settings
 from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.dashboard.run_label import evaluated_label
-from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
+from rnnlab.errors import ConfigError, error_line
 from rnnlab.metrics import finite_or_none
 from rnnlab.run.build import build, build_group
-from rnnlab.run.outputs import write_metrics
 from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
+from rnnlab.run.result import RunResult, finish
 from rnnlab.schema import validate_eval
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,18 @@ def check_columns(module: Any, datamodule: Any, data_cfg: DictConfig) -> None:
                       f"{', '.join(want)}, this data has {', '.join(have)} ({differ or 'in another order'}): {fix}")
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+def objective(run_cfg: DictConfig) -> str | None:
+    """The metric the training run optimised (its `optimized_metric`, else `task.monitor`): the value an
+    evaluation returns to a sweeper."""
+    for key in ("optimized_metric", "task.monitor"):
+        value = OmegaConf.select(run_cfg, key, default=None, throw_on_resolution_failure=False)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> RunResult:
+    """Score the checkpoint: its metrics as a result, valued by what its training run optimised."""
     try:
         ckpt_path = Path(cfg.ckpt_path)
     except MissingMandatoryValue:
@@ -130,7 +141,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     metrics: dict[str, Any] = {"status": "ok", "task": task, "checkpoint": str(ckpt_path)}
     metrics.update(_scores(trainer.validate(module, datamodule=datamodule, verbose=False)))
-    if getattr(datamodule, "has_test_split", True):
+    if datamodule.has_test_split:
         metrics.update(_scores(trainer.test(module, datamodule=datamodule, verbose=False)))
     logged = set(metrics)  # the validate and test loops have logged these already
     if task == "lm":
@@ -149,7 +160,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
             log_evaluation(logger, metrics)
         else:
             logger.finalize("success")
-    return metrics
+    return RunResult("ok", metrics, value=metrics.get(objective(run_cfg)))
 
 
 def evaluation_loggers(logger_cfg: DictConfig | None, ckpt_path: Path) -> DictConfig | None:
@@ -181,22 +192,29 @@ def log_evaluation(logger: RunLogger, metrics: dict[str, Any]) -> None:
     logger.close("success")
 
 
+def score_notes(metrics: dict[str, Any], output_dir: Path) -> list[str]:
+    """The evaluation's summary in the log: the scores, the samples, the run directory."""
+    scores = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    notes = [f"scores: {json.dumps(scores)}"]
+    notes += [f"{key}: {metrics[key]}" for key in ("sample/greedy", "sample/sampled") if key in metrics]
+    return [*notes, f"run directory: {output_dir}"]
+
+
+def run_evaluation(cfg: DictConfig) -> RunResult:
+    """The evaluation, ended whichever way it ends: its scores, or a user's mistake, which records nothing
+    (an evaluation that scored nothing has no result to keep, unlike a training run)."""
+    try:
+        result = evaluate_checkpoint(cfg)
+    except ConfigError as e:
+        return RunResult("config_error", {"status": "config_error", "error": str(e)}, write=False, line=error_line(e))
+    result.notes = score_notes(result.metrics, Path(cfg.paths.output_dir))
+    return result
+
+
 def main_eval(cfg: DictConfig) -> float | None:
     """Hydra task of eval.py: metrics.json with the scores; a user's mistake is one line, exit status 2,
-    and writes nothing (an evaluation that scored nothing has no result to keep, unlike a training run)."""
+    and writes nothing (rnnlab.run.result.finish)."""
     lightning_logs_to_the_run_log()
     if cfg.get("print_config"):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg))
-    output_dir = Path(cfg.paths.output_dir)
-    try:
-        metrics = evaluate_checkpoint(cfg)
-    except ConfigError as e:
-        print(error_line(e), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
-    write_metrics(output_dir, metrics)
-    log.info("scores: %s", json.dumps({k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}))
-    for key in ("sample/greedy", "sample/sampled"):
-        if key in metrics:
-            log.info("%s: %s", key, metrics[key])
-    log.info("run directory: %s", output_dir)
-    return metrics.get("val/ppl", metrics.get("val/mse"))
+    return finish(run_evaluation(cfg), Path(cfg.paths.output_dir), log)

@@ -1,5 +1,5 @@
-"""The task function behind `train.py`: build everything from the Hydra config, train, evaluate,
-write metrics.json.
+"""The task function behind `train.py`: build everything from the Hydra config, train, evaluate;
+the run's end is a `RunResult` that rnnlab.run.result.finish records, reports and exits with.
 
 Errors a user can fix (ConfigError), divergence (DivergenceError) and a checkpoint that cannot be
 written (CheckpointWriteError, e.g. a full disk) end a single run with one line on stderr and a
@@ -8,7 +8,7 @@ failed while the other jobs go on. Ctrl-C and SIGTERM end any phase (rnnlab.run.
 at a batch boundary with interrupted.ckpt (rnnlab.callbacks.InterruptCheckpoint), every other phase
 at once; one line, `status: interrupted` with the phase and the checkpoint to resume from, exit
 status 1, in a multirun too (the whole sweep stops). Resuming a finished run changes nothing and
-exits 0 (rnnlab.run.resume.FinishedRun).
+exits 0 (rnnlab.run.resume.FinishedRun). The summary shows the metrics `task.summary` names.
 """
 
 from __future__ import annotations
@@ -16,29 +16,27 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 import time
+from fnmatch import fnmatchcase
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
-from hydra.core.hydra_config import HydraConfig
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoint_io import remove_stale_temporaries
-from rnnlab.errors import USER_ERROR_EXIT, CheckpointWriteError, ConfigError, DivergenceError, error_line
+from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.interrupts import AFTER_TRAINING, BEFORE_TRAINING, TRAINING, Interrupted, Phases
 from rnnlab.dashboard.hparams import flat_settings
 from rnnlab.dashboard.logger import RunLogger, checkpoint_step
-from rnnlab.run.outputs import trained_metrics, write_metrics
+from rnnlab.run.outputs import trained_metrics
 from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
+from rnnlab.run.result import RunResult, finish, report  # noqa: F401  (report: imported from here by tests)
 from rnnlab.run.resume import FinishedRun, ResumePoint, check_checkpoint, checkpoint_dir
 from rnnlab.run.tune import find_learning_rate
 from rnnlab.schema import validate
@@ -140,8 +138,9 @@ def finish_logging(parts: RunParts, status: str = "success") -> None:
 
 
 def train_and_evaluate(cfg: DictConfig, phases: Phases | None = None) -> dict[str, Any]:
-    """The whole job: seed, build, check, train, evaluate; returns the metrics written to metrics.json.
-    Each step runs as a named phase of `phases` (rnnlab.run.interrupts), which a stop signal ends."""
+    """The whole job: seed, build, check, train, evaluate; returns the run's record (what `finish` writes
+    to metrics.json). Each step runs as a named phase of `phases` (rnnlab.run.interrupts), which a stop
+    signal ends; once the record is complete, a stop signal has nothing left to stop."""
     phases = phases or Phases()
     output_dir = Path(cfg.paths.output_dir)
     parts: RunParts | None = None
@@ -151,6 +150,7 @@ def train_and_evaluate(cfg: DictConfig, phases: Phases | None = None) -> dict[st
     try:
         with phases.enter("config check"):
             validate(cfg)  # every option's type and range, before anything is built or written
+            summary_patterns(cfg)  # task.summary, read when the run ends: refused before it trains
         with phases.enter("data build"):
             L.seed_everything(cfg.seed, workers=True, verbose=False)
             parts = build_run(cfg)
@@ -167,10 +167,8 @@ def train_and_evaluate(cfg: DictConfig, phases: Phases | None = None) -> dict[st
             with phases.enter("LR finder"):
                 tuned = find_learning_rate(parts, cfg.tune, output_dir)
             if not cfg.tune.get("apply"):
-                record = {"status": "tuned", **tuned}
-                if parts.trainer.is_global_zero:
-                    write_metrics(output_dir, record)
-                return record
+                phases.ignore_signals()
+                return {"status": "tuned", **tuned}
 
         start = time.perf_counter()
         with phases.enter(TRAINING):
@@ -186,8 +184,7 @@ def train_and_evaluate(cfg: DictConfig, phases: Phases | None = None) -> dict[st
             metrics["seconds"] = round(time.perf_counter() - start, 2)
             metrics["seed"] = cfg.seed
             finish_logging(parts)
-            if parts.trainer.is_global_zero:
-                write_metrics(output_dir, metrics)
+        phases.ignore_signals()  # the record is complete: finish writes it whole
         return metrics
     except (DivergenceError, CheckpointWriteError):
         if logging_started:
@@ -238,44 +235,13 @@ def interruption_line(e: Interrupted, output_dir: Path) -> str:
     return line + f"; resume with ckpt_path={e.checkpoint}"
 
 
-def record_interruption(e: Interrupted, output_dir: Path) -> None:
-    """metrics.json `status: interrupted` with the phase and the checkpoint to resume from. A stop before
-    training that finds the results of an earlier run here (a resume) leaves them: nothing changed."""
-    if e.phase in BEFORE_TRAINING and holds_result(output_dir):
-        return
-    try:
-        write_metrics(output_dir, {"status": "interrupted", "phase": e.phase, "signal": e.signal, **e.progress,
-                                   "checkpoint": e.checkpoint})
-    except OSError as write_error:  # a full disk: the line still says where to resume
-        log.error("metrics.json could not be written: %s", write_error)
-
-
-def end_progress_lines() -> None:
-    """Close the progress bars still open (an error or a stop in the middle of an epoch leaves Lightning's
-    bars and the learning-rate finder's unfinished, the cursor at the end of a bar's line), so the line
-    printed next starts on its own line and no bar is redrawn after it. tqdm keeps its open bars in the
-    class attribute `_instances` (tqdm 4, `tqdm.write` clears them the same way);
-    tests/runs/test_reliability_faults.py fails if it goes."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return
-    for bar in sorted(getattr(tqdm, "_instances", ()), key=lambda b: -abs(getattr(b, "pos", 0))):  # lowest first
-        try:
-            bar.close()
-        except Exception:  # a bar whose stream is gone: nothing to end
-            pass
-
-
-def report(line: str, stream=None) -> None:
-    """Print a run's final line, on its own line: to standard error unless `stream` says otherwise; the
-    run's log file (train.log) keeps it too, without a second copy on the terminal."""
-    end_progress_lines()
-    print(line, file=stream or sys.stderr)
-    record = log.makeRecord(log.name, logging.INFO if stream else logging.WARNING, __file__, 0, line, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+def interrupted_result(e: Interrupted, output_dir: Path) -> RunResult:
+    """metrics.json `status: interrupted` with the phase and the checkpoint to resume from, the one line,
+    exit status 1 (in a multirun too: the whole sweep stops). A stop before training that finds the
+    results of an earlier run here (a resume) leaves them: nothing changed."""
+    record = {"status": "interrupted", "phase": e.phase, "signal": e.signal, **e.progress, "checkpoint": e.checkpoint}
+    keep = e.phase in BEFORE_TRAINING and holds_result(output_dir)
+    return RunResult("interrupted", record, write=not keep, line=interruption_line(e, output_dir))
 
 
 def holds_result(output_dir: Path) -> bool:
@@ -288,43 +254,16 @@ def holds_result(output_dir: Path) -> bool:
     return isinstance(status, str) and status != "config_error"
 
 
-def _is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+# The status each error ends a run with (RunResult.status, metrics.json's `status`).
+ERROR_STATUS = {ConfigError: "config_error", DivergenceError: "diverged", CheckpointWriteError: "checkpoint_error"}
 
 
-def main_task(cfg: DictConfig) -> float | None:
-    """Hydra task: run the job, report, and turn user errors into one line instead of a traceback."""
-    lightning_logs_to_the_run_log()
-    if cfg.get("print_config"):
-        try:
-            log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-        except InterpolationResolutionError:  # groups that do not go together: the schema names the key
-            log.info("config:\n%s", OmegaConf.to_yaml(cfg))
-    output_dir = Path(cfg.paths.output_dir)
-    with Phases() as phases:
-        try:
-            metrics = train_and_evaluate(cfg, phases)
-        except Interrupted as e:  # any phase: one line, the record, exit status 1 (a multirun stops too)
-            main_process = rank_zero_only.rank == 0
-            if main_process:
-                record_interruption(e, output_dir)
-                report(interruption_line(e, output_dir))
-            sys.exit(1)
-        except FinishedRun as e:  # metrics.json and the checkpoints stay as they are
-            report(str(e), sys.stdout)  # not an error: the run is complete, exit status 0
-            return e.metrics.get(cfg.get("optimized_metric"))
-        except (ConfigError, DivergenceError, CheckpointWriteError) as e:
-            phases.ignore_signals()
-            report_error(e, cfg, output_dir)
-        phases.ignore_signals()  # the run is recorded: a stop signal now has nothing left to stop
-        return report_result(metrics, cfg, output_dir)
-
-
-def report_error(e: ConfigError | DivergenceError | CheckpointWriteError, cfg: DictConfig, output_dir: Path) -> None:
-    """One line and metrics.json for a user's error, a divergence or a checkpoint that could not be written;
-    exit status 2 (the user's error) or 1, or re-raised inside a multirun (Hydra marks that job failed)."""
-    status = {ConfigError: "config_error", DivergenceError: "diverged", CheckpointWriteError: "checkpoint_error"}
-    record = {"status": next(v for k, v in status.items() if isinstance(e, k)), "error": str(e)}
+def failed_result(e: ConfigError | DivergenceError | CheckpointWriteError, cfg: DictConfig,
+                  output_dir: Path) -> RunResult:
+    """A user's error, a divergence or a checkpoint that could not be written: metrics.json records it
+    (with the last good checkpoint), one line, exit status 2 (the user's error) or 1; inside a multirun
+    the error is re-raised (Hydra marks that job failed). A refused resume keeps the results it found."""
+    record = {"status": next(v for k, v in ERROR_STATUS.items() if isinstance(e, k)), "error": str(e)}
     last = output_dir / "checkpoints" / "last.ckpt"
     good = getattr(e, "good_checkpoint", None)  # set when last.ckpt holds diverged weights
     if good is not None:
@@ -333,35 +272,84 @@ def report_error(e: ConfigError | DivergenceError | CheckpointWriteError, cfg: D
     elif isinstance(e, (DivergenceError, CheckpointWriteError)) and last.is_file():
         record["last_good_checkpoint"] = str(last)
     refused_resume = isinstance(e, ConfigError) and cfg.get("ckpt_path") is not None
-    main_process = rank_zero_only.rank == 0  # under DDP every process meets the error; one reports it
-    if main_process and not (refused_resume and holds_result(output_dir)):  # a refused resume keeps results
-        try:
-            write_metrics(output_dir, record)
-        except OSError as write_error:  # the disk that refused a checkpoint may refuse metrics.json too
-            log.error("metrics.json could not be written: %s", write_error)
-    if _is_multirun():
-        raise e
-    if main_process:
-        report(error_line(e))
-    sys.exit(USER_ERROR_EXIT if isinstance(e, ConfigError) else 1)
+    keep = refused_resume and holds_result(output_dir)
+    return RunResult(record["status"], record, write=not keep, line=error_line(e), error=e)
 
 
-def report_result(metrics: dict[str, Any], cfg: DictConfig, output_dir: Path) -> float | None:
-    """The finished run's summary in the log (and the learning-rate finder's suggestion on stdout)."""
-    summary = {k: v for k, v in metrics.items()
-               if v is not None and (k.startswith(("val/", "test/mse_k", "test/mse_multistep", "test/mase_k", "test/naive_mase_k", "test/snaive_mase_k",
-                                                     "test/ar_mase_k", "test/coverage_k")) or k in ("train/ppl", "epochs", "tokens_per_s"))}
-    if "lr_find/suggestion" in metrics:
-        lr = metrics["lr_find/suggestion"]
-        hint = "" if metrics["status"] != "tuned" or lr is None else f"; train with it: tune.apply=true or optimizer.lr={lr:.4g}"
-        print(f"lr finder: suggested lr {lr if lr is None else format(lr, '.4g')} (configured "
-              f"{metrics['lr_find/configured']}){hint}; plot: {metrics.get('lr_find/plot')}")
-    if metrics.get("status") == "tuned":
-        return None
-    if metrics.get("status") == "debug":
-        log.info("debug run (recorded as status \"debug\", not as a result)")
-    log.info("final: %s", json.dumps(summary))
+# What the summary shows when the task names nothing (a task config without `summary`).
+DEFAULT_SUMMARY = ("val/*", "epochs")
+
+
+def summary_patterns(cfg: DictConfig) -> tuple[str, ...]:
+    """`task.summary`: the metrics the finished run's summary shows, as names or shell-style patterns
+    (`val/*`, `test/mase_k*`), in the order the run recorded them."""
+    value = OmegaConf.select(cfg, "task.summary", default=None)
+    if value is None:
+        return DEFAULT_SUMMARY
+    if not isinstance(value, ListConfig) or not all(isinstance(v, str) for v in value):
+        shown = OmegaConf.to_container(value) if isinstance(value, (ListConfig, DictConfig)) else value
+        raise ConfigError(f"task.summary={shown!r} is invalid: must be a list of metric names or patterns "
+                          "(e.g. [val/*, epochs])")
+    return tuple(value)
+
+
+def summary_notes(metrics: dict[str, Any], cfg: DictConfig, output_dir: Path) -> list[str]:
+    """The finished run's summary in the log: the metrics `task.summary` names, the sample, the run directory."""
+    patterns = summary_patterns(cfg)
+    summary = {k: v for k, v in metrics.items() if v is not None and any(fnmatchcase(k, p) for p in patterns)}
+    notes = ['debug run (recorded as status "debug", not as a result)'] if metrics.get("status") == "debug" else []
+    notes.append(f"final: {json.dumps(summary)}")
     if "sample" in metrics:
-        log.info("sample: %s", metrics["sample"])
-    log.info("run directory: %s", output_dir)
-    return metrics.get(cfg.get("optimized_metric"))
+        notes.append(f"sample: {metrics['sample']}")
+    return [*notes, f"run directory: {output_dir}"]
+
+
+def lr_finder_line(metrics: dict[str, Any]) -> str | None:
+    """The learning-rate finder's suggestion (on stdout), with how to train with it after a tuning run."""
+    if "lr_find/suggestion" not in metrics:
+        return None
+    lr = metrics["lr_find/suggestion"]
+    tuned_only = metrics["status"] == "tuned" and lr is not None
+    hint = f"; train with it: tune.apply=true or optimizer.lr={lr:.4g}" if tuned_only else ""
+    return (f"lr finder: suggested lr {lr if lr is None else format(lr, '.4g')} (configured "
+            f"{metrics['lr_find/configured']}){hint}; plot: {metrics.get('lr_find/plot')}")
+
+
+def completed_result(metrics: dict[str, Any], cfg: DictConfig, output_dir: Path) -> RunResult:
+    """A run that trained (`ok`, `debug`) or only tuned (`tuned`): its record, the learning-rate finder's
+    line, the summary (not after a tuning run), and the optimized metric for a sweeper."""
+    status = metrics["status"]
+    if status == "tuned":
+        return RunResult(status, metrics, line=lr_finder_line(metrics))
+    return RunResult(status, metrics, line=lr_finder_line(metrics), notes=summary_notes(metrics, cfg, output_dir),
+                     value=metrics.get(cfg.get("optimized_metric")))
+
+
+def run_training(cfg: DictConfig, phases: Phases) -> RunResult:
+    """The job, ended whichever way it ends: a result, a stop signal, an error, or a finished run found."""
+    output_dir = Path(cfg.paths.output_dir)
+    try:
+        return completed_result(train_and_evaluate(cfg, phases), cfg, output_dir)
+    except Interrupted as e:  # any phase
+        return interrupted_result(e, output_dir)
+    except FinishedRun as e:  # metrics.json and the checkpoints stay as they are; exit status 0
+        return RunResult("finished", e.metrics, write=False, line=str(e),
+                         value=e.metrics.get(cfg.get("optimized_metric")))
+    except (ConfigError, DivergenceError, CheckpointWriteError) as e:
+        phases.ignore_signals()
+        return failed_result(e, cfg, output_dir)
+
+
+def main_task(cfg: DictConfig) -> float | None:
+    """Hydra task: run the job and finish it (rnnlab.run.result.finish: metrics.json, one line, the exit
+    status); a user's error is one line instead of a traceback."""
+    lightning_logs_to_the_run_log()
+    if cfg.get("print_config"):
+        try:
+            log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+        except InterpolationResolutionError:  # groups that do not go together: the schema names the key
+            log.info("config:\n%s", OmegaConf.to_yaml(cfg))
+    with Phases() as phases:
+        result = run_training(cfg, phases)
+        phases.ignore_signals()  # the run is over: a stop signal now has nothing left to stop
+        return finish(result, Path(cfg.paths.output_dir), log)

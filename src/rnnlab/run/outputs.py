@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rnnlab.metrics import finite_or_none
-
 METRICS_FILE = "metrics.json"
 # Keys whose values are paths (any os.PathLike value is one too): a new key that names a file goes here.
 PATH_KEYS = frozenset({"best_checkpoint", "checkpoint", "last_good_checkpoint", "lr_find/plot"})
@@ -77,6 +75,10 @@ def read_metrics(path: Path) -> dict:
 
 def trained_metrics(trainer) -> dict[str, Any]:
     """The run's last logged metrics (`group/name` keys), its progress and its best checkpoint."""
+    # Imported here: rnnlab.metrics imports torch, which the rest of this module (and rnnlab.run.result,
+    # imported by train.py's error path before any run) does without.
+    from rnnlab.metrics import finite_or_none
+
     metrics: dict[str, Any] = {}
     for name, value in trainer.callback_metrics.items():
         if "/" in name and value.numel() == 1:

@@ -28,7 +28,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
+from rnnlab.errors import ConfigError, error_line
+from rnnlab.run.result import end_before_run
 
 LOCK_FILE = ".lock"
 # What a finished or interrupted run leaves in metrics.json; config_error trained nothing, so its
@@ -224,8 +225,9 @@ class RunDirectoryGuard(Callback):
         try:
             fd = claim(directory, key, resume, self.fresh_only, OmegaConf.select(config, "hydra.job.config_name"))
         except ConfigError as e:
-            print(error_line(e), file=sys.stderr)
-            sys.exit(USER_ERROR_EXIT)
+            # Before the run exists (Hydra calls this before the task): no directory of its own to record
+            # the refusal in, so the line and the exit status only, as rnnlab.run.result.finish gives them.
+            sys.exit(end_before_run("config_error", error_line(e)))
         self._claimed = (directory, fd)
         if self.discard_unused and created is not None and key == "hydra.run.dir":
             self._discard = (created, OmegaConf.select(config, "hydra.job.name"))
