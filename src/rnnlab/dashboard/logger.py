@@ -6,7 +6,8 @@
 - `<label>/val`: what validation logs, under the same tags (`metrics/loss`, `metrics/ppl`,
   `metrics/bpc`, `metrics/mase`, ..., `metrics/best`, the `metrics/forecast` figures), the test part
   as `~test/*`, and the HParams session (rnnlab.dashboard.session);
-- `<label>/eval` (eval.py): a checkpoint's scores at the checkpoint's step, under the same tags.
+- `<evaluated dir name>/<label>/eval` (eval.py, rnnlab.dashboard.run_label.evaluated_label): a
+  checkpoint's scores at the checkpoint's step, under the same tags, in the evaluated job's colour.
 
 Why: a Time Series card is one tag, each run one line, so train and validation share a card only as
 two runs with one tag (Keras's `train`/`validation` runs and `epoch_loss`). Time Series sorts its
