@@ -165,8 +165,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> RunResult:
 
 def evaluation_loggers(logger_cfg: DictConfig | None, ckpt_path: Path) -> DictConfig | None:
     """The logger group, with eval.py's TensorBoard run attached to the evaluated run: named by its
-    label, `<label>/eval` in this evaluation's own directory (never the training run's), scores at the
-    checkpoint's step (rnnlab.dashboard.logger.RunLogger)."""
+    directory's name and label, `<dir name>/<label>/eval` in this evaluation's own directory (never the
+    training run's; rnnlab.dashboard.run_label.evaluated_label), scores at the checkpoint's step
+    (rnnlab.dashboard.logger.RunLogger)."""
     if not logger_cfg:
         return logger_cfg
     logger_cfg = OmegaConf.create(OmegaConf.to_container(logger_cfg, resolve=True))
