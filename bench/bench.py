@@ -15,7 +15,6 @@ Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -144,7 +143,8 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
             f"data.num_steps={num_steps}", f"trainer.accelerator={'gpu' if device.startswith('cuda') else 'cpu'}",
             f"trainer.max_steps={steps}", "trainer.max_epochs=-1", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
-            "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint", "~callbacks.text_sample",
+            "trainer.enable_model_summary=false", "~callbacks.model_checkpoint", "~callbacks.last_checkpoint",
+            "~callbacks.text_sample",
             f"paths.output_dir={tmp}"])
     L.seed_everything(0, verbose=False)
     dm = instantiate(cfg.data)
@@ -238,8 +238,8 @@ def main(argv=None):
                               "project": lambda: project_path("lstm", h, b, 64, dev, steps, tmp)}, args.repeats,
                              dev, peaks)
             raw, proj = m["raw"], m["project"]
-            rows.append(row("bench", "lstm", h, dev, b, 64, steps, loops={k: loop(v, peaks.get(k)) for k, v in m.items()},
-                            scale=True))
+            rows.append(row("bench", "lstm", h, dev, b, 64, steps,
+                            loops={k: loop(v, peaks.get(k)) for k, v in m.items()}, scale=True))
             print(f"| lstm | {b} | {h} | {raw:,.0f} | {proj:,.0f} | {proj / raw:.2f} |", flush=True)
     print(f"peak memory of the whole process: {peak_memory_mb(dev):.0f} MB")
     if args.out:

@@ -154,12 +154,12 @@ def train_epoch_ch8(net, train_iter, loss, updater, device):
         y = Y.T.reshape(-1)
         X, y = X.to(device), y.to(device)
         y_hat, state = net(X, state)
-        l = loss(y_hat, y.long()).mean()
+        batch_loss = loss(y_hat, y.long()).mean()
         updater.zero_grad()
-        l.backward()
+        batch_loss.backward()
         grad_clipping(net, 1)
         updater.step()
-        metric = [a + float(b) for a, b in zip(metric, (l * y.numel(), y.numel()))]
+        metric = [a + float(b) for a, b in zip(metric, (batch_loss * y.numel(), y.numel()))]
     return math.exp(metric[0] / metric[1]), metric[1] / (time.time() - t0), metric[1]
 
 

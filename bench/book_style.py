@@ -49,12 +49,12 @@ class BookStyleRNN(nn.Module):
         else:
             H, C = state
             for x in X:
-                I = torch.sigmoid(x @ Wx["i"] + H @ Wh["i"] + b["i"])
+                I_gate = torch.sigmoid(x @ Wx["i"] + H @ Wh["i"] + b["i"])
                 F = torch.sigmoid(x @ Wx["f"] + H @ Wh["f"] + b["f"])
-                O = torch.sigmoid(x @ Wx["o"] + H @ Wh["o"] + b["o"])
+                O_gate = torch.sigmoid(x @ Wx["o"] + H @ Wh["o"] + b["o"])
                 C_tilda = torch.tanh(x @ Wx["c"] + H @ Wh["c"] + b["c"])
-                C = F * C + I * C_tilda
-                H = O * torch.tanh(C)
+                C = F * C + I_gate * C_tilda
+                H = O_gate * torch.tanh(C)
                 outputs.append(H @ self.W_hq + self.b_q)
             state = (H, C)
         return torch.cat(outputs, dim=0), state  # (time * batch, vocab), rows time-major

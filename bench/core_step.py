@@ -97,8 +97,8 @@ def main(argv=None):
 
         book = best_ms(book_step, dev)
         floor = matmul_floor({"rnn": 1, "gru": 3, "lstm": 4}[cell], V, H, B, T, dev)
-        print(f"| {cell} | {ms[cell]:.1f} | {ms[cell + '_scratch']:.1f} | {book:.1f} | {book / ms[cell + '_scratch']:.2f} "
-              f"| {floor:.1f} | {book / floor:.2f} |", flush=True)
+        print(f"| {cell} | {ms[cell]:.1f} | {ms[cell + '_scratch']:.1f} | {book:.1f} "
+              f"| {book / ms[cell + '_scratch']:.2f} | {floor:.1f} | {book / floor:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -154,9 +154,11 @@ def main(argv=None) -> int:
     size_mb = path.stat().st_size / 1e6
     lines = [f"command: python bench/corpus.py --size-mb {args.size_mb} --repeats {args.repeats} "
              f"--train-steps {args.train_steps}",
-             f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {platform.processor() or platform.machine()}, "
+             f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"machine: {platform.processor() or platform.machine()}, "
              f"{os.cpu_count()} CPUs visible, Python {platform.python_version()}",
-             f"corpus: {path.name}, {size_mb:.0f} MB; median of {args.repeats} interleaved runs, each in a fresh process",
+             f"corpus: {path.name}, {size_mb:.0f} MB; median of {args.repeats} interleaved runs, "
+             "each in a fresh process",
              "",
              "| loader | seconds | peak memory growth (MB) | x file size | tokens | vocab | dtype |",
              "|---|---:|---:|---:|---:|---:|---|"]

@@ -80,7 +80,7 @@ def main(argv=None):
             runs["book"].append(book(core, args.epochs, tmp / f"{core}-{i}-book.log"))
         med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[0][2])
                for name, rs in runs.items()}
-        (pw, pm, ps), (bw, bm, bs) = med["project"], med["book"]
+        (pw, pm, ps), (bw, bm, _) = med["project"], med["book"]
         rows.append(row("end_to_end", core, HIDDEN, "cpu", BATCH, NUM_STEPS, ps, epochs=args.epochs,
                         repeats=args.repeats, load_average=os.getloadavg()[0], loops={
                             name: loop(steps * BATCH * NUM_STEPS / wall, peak, wall_s=wall, steps=steps,

@@ -14,7 +14,7 @@ import re
 import sys
 
 lines = open(sys.argv[1]).readlines()
-text = "".join(re.sub("[^A-Za-z]+", " ", l).strip().lower() for l in lines)
+text = "".join(re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in lines)
 cut = int(len(text) * 0.9)
 train, val = text[:cut], text[cut:]
 V = sorted(set(text))

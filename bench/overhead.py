@@ -33,6 +33,7 @@ from torch import nn
 
 from bench import batches_on, project_path, raw_loop, side_by_side, timed, update
 from syncs import Phase
+
 from rnnlab.data import TextDataModule
 from rnnlab.models import LanguageModel
 

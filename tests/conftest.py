@@ -44,7 +44,8 @@ def compose_config(output_dir: Path, *overrides: str, tiny: bool = True, fast: b
     """
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=[*(TINY if tiny else FAST if fast else []), f"paths.output_dir={output_dir}", *overrides])
+        return compose("train", overrides=[*(TINY if tiny else FAST if fast else []), f"paths.output_dir={output_dir}",
+                                           *overrides])
 
 
 @pytest.fixture

@@ -66,7 +66,8 @@ class Autoregression:
     def forecast(self, z: Tensor, origin_rows: Tensor, steps: int) -> Tensor:
         """Model-space forecasts (N, steps, C) of the rows after each origin row, each fed back."""
         p = self.order
-        history = torch.stack([z[(origin_rows - j).clamp(min=0)].double() for j in range(p - 1, -1, -1)], 1)  # (N, p, C), oldest first
+        # (N, p, C), oldest first
+        history = torch.stack([z[(origin_rows - j).clamp(min=0)].double() for j in range(p - 1, -1, -1)], 1)
         out = []
         for _ in range(steps):
             x = torch.cat([torch.ones(len(history), 1, dtype=torch.float64), history.flip(1).flatten(1)], 1)

@@ -21,8 +21,17 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rnnlab import compat
 from rnnlab.dashboard.logger import log_step, writers
 from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError
-from rnnlab.options import (DATA_PREFIX, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, SEED, TEMPERATURE, checked,
-                            integer, nullable)
+from rnnlab.options import (
+    DATA_PREFIX,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    TEMPERATURE,
+    checked,
+    integer,
+    nullable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +107,8 @@ class ProgressBar(TQDMProgressBar):
     """
 
     @checked()
-    def __init__(self, refresh_rate: Annotated[int, NON_NEGATIVE_INT] = 1, logged_keys: tuple[str, ...] = ("train/loss", "train/mse"), **kwargs):
+    def __init__(self, refresh_rate: Annotated[int, NON_NEGATIVE_INT] = 1,
+                 logged_keys: tuple[str, ...] = ("train/loss", "train/mse"), **kwargs):
         super().__init__(refresh_rate=refresh_rate, **kwargs)
         self.logged_keys = tuple(logged_keys)
         self._last: dict[str, tuple[object, float]] = {}
@@ -133,9 +143,9 @@ class DivergenceGuard(L.Callback):
     val/loss rising from its best, 2.17-2.36, to at most 5.32 (book_gru; log 28 = 3.33, bound 8.33;
     every book_* preset measured on CPU), while a learning rate that is too large sends it to tens of
     nats from the first epoch on (experiment=book_rnn_scratch optimizer.lr=4: 18-45 nats, val/ppl up
-    to 3.6e18), caught at the third validation. `patience` null or 0 turns the bound off. The run then stops with DivergenceError (`status: diverged`); the weights
-    worth keeping are the best checkpoint's, if it scored below the bound. The forecasting task has no
-    such bound (its non-finite check stays).
+    to 3.6e18), caught at the third validation. `patience` null or 0 turns the bound off. The run then
+    stops with DivergenceError (`status: diverged`); the weights worth keeping are the best checkpoint's,
+    if it scored below the bound. The forecasting task has no such bound (its non-finite check stays).
     """
 
     @checked()

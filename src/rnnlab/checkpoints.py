@@ -43,7 +43,8 @@ def format_one_error(p: Path, option: str) -> ConfigError:
         f"format {CHECKPOINT_FORMAT}, plain data): convert it with `{CONVERT_COMMAND} {p}` if you trust the file")
 
 
-def read_checkpoint(path: str | Path, map_location: str = "cpu", option: str = "checkpoint", mmap: bool = False) -> dict:
+def read_checkpoint(path: str | Path, map_location: str = "cpu", option: str = "checkpoint",
+                    mmap: bool = False) -> dict:
     """The checkpoint's dictionary, read as data only; a missing, truncated, empty, foreign or
     format-1 file is a ConfigError (one line)."""
     p = Path(path)
@@ -114,7 +115,8 @@ def convert_checkpoint(src: str | Path, dst: str | Path | None = None) -> Path:
             hparams[key] = spec_of_partial(hparams[key])
     ckpt["hyper_parameters"] = {k: _plain_value(v) for k, v in hparams.items()}
     if "datamodule_hyper_parameters" in ckpt:
-        ckpt["datamodule_hyper_parameters"] = {k: _plain_value(v) for k, v in ckpt["datamodule_hyper_parameters"].items()}
+        ckpt["datamodule_hyper_parameters"] = {k: _plain_value(v)
+                                               for k, v in ckpt["datamodule_hyper_parameters"].items()}
     ckpt[FORMAT_KEY] = CHECKPOINT_FORMAT
     if dst is None:
         dst = src

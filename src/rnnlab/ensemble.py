@@ -29,13 +29,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from rnnlab.checkpoints import load_language_model, read_checkpoint
 from rnnlab.dynamic_eval import DECAY, LR, SEGMENT_LEN, dynamic_log_probs, perplexity
 from rnnlab.errors import ConfigError, require
-from rnnlab.checkpoints import load_language_model, read_checkpoint
-from rnnlab.run.build import build
 from rnnlab.options import check_values
-from rnnlab.schema import check_node
+from rnnlab.run.build import build
 from rnnlab.run.outputs import portable_path, read_metrics
+from rnnlab.schema import check_node
 
 log = logging.getLogger(__name__)
 

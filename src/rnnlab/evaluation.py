@@ -44,8 +44,8 @@ class GeneratedSample:
     `prefix` null: the data's sample prefix (`data.sample_prefix`, held by the module)."""
 
     @checked()
-    def __init__(self, prefix: Annotated[str | None, DATA_PREFIX] = None, num_tokens: Annotated[int, NON_NEGATIVE_INT] = 50,
-                 temperature: Annotated[float, TEMPERATURE] = 0.0):
+    def __init__(self, prefix: Annotated[str | None, DATA_PREFIX] = None,
+                 num_tokens: Annotated[int, NON_NEGATIVE_INT] = 50, temperature: Annotated[float, TEMPERATURE] = 0.0):
         self.prefix, self.num_tokens, self.temperature = prefix, num_tokens, temperature
 
     def __call__(self, trainer, module, datamodule) -> dict[str, Any]:

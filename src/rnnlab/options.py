@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from contextlib import contextmanager
-from contextvars import ContextVar
 import math
 import sys
 import typing
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 

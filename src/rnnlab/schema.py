@@ -26,9 +26,30 @@ from omegaconf.errors import InterpolationResolutionError
 
 from rnnlab.declared import SKIPPED, Decl, command_line_key, declared
 from rnnlab.errors import ConfigError
-from rnnlab.options import (BOOL, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, PREFIX, SEED,
-                            STRING, TEMPERATURE, Rule, check_values, choice, either, integer, is_int, is_number,
-                            list_of, nullable, number, rules_of, shown)
+from rnnlab.options import (
+    BOOL,
+    FRACTION,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    PREFIX,
+    SEED,
+    STRING,
+    TEMPERATURE,
+    Rule,
+    check_values,
+    choice,
+    either,
+    integer,
+    is_int,
+    is_number,
+    list_of,
+    nullable,
+    number,
+    rules_of,
+    shown,
+)
 
 Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
 
@@ -53,7 +74,8 @@ def _lightning_choice(name: str) -> Check:
 
 
 DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lambda v: v == "auto", ""),
-                 list_of(NON_NEGATIVE_INT), Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
+                 list_of(NON_NEGATIVE_INT),
+                 Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
                  allowed="must be a positive integer, -1 (all), auto, or a list of device indices")
 BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
 BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
@@ -207,7 +229,8 @@ def _check_accelerator_available(option: str, accelerator: str) -> None:
     from lightning.pytorch.accelerators import AcceleratorRegistry
 
     if accelerator in ("gpu", "cuda"):
-        ok = torch.cuda.is_available() or (accelerator == "gpu" and AcceleratorRegistry["mps"]["accelerator"].is_available())
+        ok = torch.cuda.is_available() or (
+            accelerator == "gpu" and AcceleratorRegistry["mps"]["accelerator"].is_available())
         if not ok:
             raise ConfigError(f"{option}={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
     elif not AcceleratorRegistry[accelerator]["accelerator"].is_available():

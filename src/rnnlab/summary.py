@@ -118,7 +118,8 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> dict:
         raise ConfigError(f"sweep_dir={str(sweep_dir)!r} is not a directory")
     rows = read_jobs(sweep_dir)
     if not rows:
-        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no Hydra job directories (none has .hydra/overrides.yaml)")
+        raise ConfigError(f"sweep_dir={str(sweep_dir)!r} holds no Hydra job directories "
+                          "(none has .hydra/overrides.yaml)")
     if metric is None:
         metric = next((m for m in ("val/ppl", "val/mse") if any(m in r["metrics"] for r in rows)), "val/ppl")
     elif not any(metric in r["metrics"] for r in rows):

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-
 from rnnlab.models.cores import CORES, build_core, detach_state, output_size
 from rnnlab.models.scratch import load_builtin_weights
 

@@ -7,11 +7,11 @@ import functools
 import json
 import re
 import shutil
-import zipfile
 import subprocess
 import sys
 import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import lightning as L
@@ -173,8 +173,10 @@ def test_settings_are_typed_once_and_without_noise():
     assert not [k for k in settings if k.startswith(("module/core", "module/optimizer", "paths", "data/seed"))]
     assert not {"trainer/default_root_dir", "trainer/enable_progress_bar", "data/path"} & set(settings)
     assert None not in settings.values() and "None" not in settings.values()
-    shown = tensorboard_settings(flat_settings(compose_config(Path("/tmp/unused"), "data.max_tokens=null"), keep_null=True))
-    assert list(shown)[:6] == ["task/name", "model/kind", "model/hidden_size", "model/num_layers", "optimizer", "optimizer/lr"]
+    shown = tensorboard_settings(flat_settings(compose_config(Path("/tmp/unused"), "data.max_tokens=null"),
+                                               keep_null=True))
+    assert list(shown)[:6] == ["task/name", "model/kind", "model/hidden_size", "model/num_layers", "optimizer",
+                               "optimizer/lr"]
     assert shown["~data/max_tokens"] == "null" and shown["~data/batch_size"] == 8 and "data/batch_size" not in shown
 
 
@@ -367,7 +369,8 @@ def test_an_evaluation_lands_on_the_evaluated_runs_cards_at_its_step(sweep, tmp_
     assert "eval/2026-12-03_10-00-00_012345/0/model=rnn/eval" in runs and len(runs) == 5
     groups = {run: color_group(run) for run in runs}
     assert {run for run, g in groups.items() if g == ["0/model=rnn"]} == {
-        "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/train", "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/val",
+        "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/train",
+        "multiruns/2026-12-03_09-00-00_abcdef/0/model=rnn/val",
         "eval/2026-12-03_10-00-00_012345/0/model=rnn/eval"}
     assert len(set(map(tuple, groups.values()))) == 2  # one colour per job, the evaluation on its job's
 
@@ -387,11 +390,13 @@ def test_tasks_share_the_headline_columns_and_the_best_metric(sweep, tmp_path):
     for row in rows.values():
         assert set(ticked) <= set(row["hparams"])
         assert "metrics/best" in {m["name"]["tag"] for m in row["metricValues"]}
-    assert rows["lm/model=rnn/val"]["hparams"]["~data/token"] == "char" and rows["sine/defaults/val"]["hparams"]["~data/tau"] == 4
+    assert rows["lm/model=rnn/val"]["hparams"]["~data/token"] == "char"
+    assert rows["sine/defaults/val"]["hparams"]["~data/tau"] == 4
     assert "model/kind" in ticked and "task/name" in ticked  # they differ: lm and forecast
     tags = tb.get("/data/plugin/scalars/tags")
     assert {"metrics/mse", "train/grad_norm", "train/lr"} <= set(tags["sine/defaults/train"])
-    assert {"metrics/mse", "metrics/mase", "metrics/best", "~test/mse_k1", "~test/mase_k1"} <= set(tags["sine/defaults/val"])
+    assert ({"metrics/mse", "metrics/mase", "metrics/best", "~test/mse_k1", "~test/mase_k1"}
+            <= set(tags["sine/defaults/val"]))
     assert time_series_groups(tb) == ["metrics", "train", "weights", "~test"]  # the test part last
     events = RunEvents(tmp_path / "sine")
     assert [e.step for e in events.images("val/forecast")] == [0, 1]  # one validation figure per epoch

@@ -44,8 +44,8 @@ def test_a_model_trained_on_chinese_generates_chinese(chinese):
     torch.manual_seed(0)
     dm = TextDataModule(path=str(chinese), preprocess="none", batch_size=4, num_steps=10, val_batch_size=2)
     dm.setup("fit")
-    model = LanguageModel(core={"kind": "gru", "hidden_size": 32}, optimizer={"_target_": "torch.optim.Adam", "lr": 0.01},
-                          **dm.module_kwargs())
+    model = LanguageModel(core={"kind": "gru", "hidden_size": 32},
+                          optimizer={"_target_": "torch.optim.Adam", "lr": 0.01}, **dm.module_kwargs())
     L.Trainer(max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(model, datamodule=dm)
     assert model.hparams.preprocess == "none"

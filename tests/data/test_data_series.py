@@ -112,7 +112,8 @@ BAD = {
     "no numeric column": (dict(frame=pd.DataFrame({"d": ["a", "b"] * 30})),
                           r"data.path=.* is invalid: no numeric column to model; column 'd' is not numeric \(row 1 "
                           r"holds 'a'\); fix the file, or name the columns with data.columns"),
-    "a text cell": (dict(frame=ramp_frame(60).astype({"a": object}).assign(a=lambda f: f["a"].where(f.index != 50, "abc"))),
+    "a text cell": (dict(frame=ramp_frame(60).astype({"a": object})
+                         .assign(a=lambda f: f["a"].where(f.index != 50, "abc"))),
                     r"data.path=.* is invalid: column 'a' is not numeric \(row 51 holds 'abc'\) though other rows "
                     r"hold numbers; fix the file, or choose the columns with data.columns"),
     "a text column chosen": (dict(frame=ramp_frame(60).assign(a="x"), columns="a"),
@@ -131,10 +132,13 @@ BAD = {
                        r"data.time_column='date' is invalid: row 3 is a duplicate"),
     "non-finite value": (dict(frame=ramp_frame(60).assign(a=lambda f: f["a"].where(f.index != 10, np.inf))),
                          r"data.missing='error' is invalid for this file: row 11 of column 'a' is inf"),
-    "constant column": (dict(frame=ramp_frame(60).assign(b=3.0)), r"data.columns=\['b'\] is invalid: a column is constant"),
-    "season too long": (dict(season=42), r"data.season=42 is invalid: must be shorter than the training part \(42 rows\)"),
+    "constant column": (dict(frame=ramp_frame(60).assign(b=3.0)),
+                        r"data.columns=\['b'\] is invalid: a column is constant"),
+    "season too long": (dict(season=42),
+                        r"data.season=42 is invalid: must be shorter than the training part \(42 rows\)"),
     "bad time format": (dict(time_format="%Y-%m"), r"data.time_format='%Y-%m' is invalid for column 'date'"),
-    "bad missing policy": (dict(missing="drop"), r"data.missing='drop' is invalid: allowed values are error, interpolate"),
+    "bad missing policy": (dict(missing="drop"),
+                           r"data.missing='drop' is invalid: allowed values are error, interpolate"),
     "bad fraction": (dict(test_fraction=0.95), r"data.test_fraction=0.95 is invalid"),
     "bad sampling": (dict(sampling="shuffled"), r"data.sampling='shuffled' is invalid: allowed values are random, "
                                                r"sequential, overlapping"),

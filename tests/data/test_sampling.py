@@ -4,8 +4,7 @@
 import pytest
 import torch
 
-from rnnlab.data.sampling import (RandomSampler, SequentialSampler, WindowDataset, eval_stream_batches,
-                                  make_sampler)
+from rnnlab.data.sampling import RandomSampler, SequentialSampler, WindowDataset, eval_stream_batches, make_sampler
 from rnnlab.errors import ConfigError
 
 

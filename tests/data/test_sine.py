@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.data.sampling import WindowDataset
+from rnnlab.data.sampling import OverlappingSampler, WindowDataset
+from rnnlab.data.series import SeriesSpec
 from rnnlab.data.sine import SineDataModule, feature_label_pairs, sine_series
 from rnnlab.errors import ConfigError
-from rnnlab.data.sampling import OverlappingSampler
-from rnnlab.data.series import SeriesSpec
-from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.models.forecast_model import ForecastModel
+from rnnlab.models.mlp import AutoregressiveMLP
 from rnnlab.run.job import main_task
 
 
@@ -200,8 +199,8 @@ def test_tiny_sine_run_writes_metrics_and_figures(make_cfg, model):
 @pytest.mark.slow
 def test_sine_gru_preset_stays_within_one_and_a_half_of_the_noise_floor_at_k64(make_cfg):
     """The issue's goal, one full preset run (about 70 s): k=64 MSE at most 1.5 x the noise variance."""
-    cfg = make_cfg("experiment=sine_gru", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null", tiny=False,
-                   fast=False)
+    cfg = make_cfg("experiment=sine_gru", "trainer.enable_progress_bar=false", "callbacks.progress_bar=null",
+                   tiny=False, fast=False)
     main_task(cfg)
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert [metrics[f"test/noise_ratio_k{k}"] < 1.5 for k in (1, 4, 16, 64)] == [True] * 4, metrics

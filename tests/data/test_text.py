@@ -1,7 +1,6 @@
 import pytest
 
-from rnnlab.data.text import (Vocab, default_corpus_path, load_corpus, opening_prefix, preprocess, read_text,
-                               tokenize)
+from rnnlab.data.text import Vocab, default_corpus_path, load_corpus, opening_prefix, preprocess, read_text, tokenize
 from rnnlab.errors import ConfigError
 
 

@@ -15,7 +15,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import FAST, ROOT, TINY, RunEvents, assert_refused_in_process, assert_refused_run, compose_config, one_error_line
+from conftest import (
+    FAST,
+    ROOT,
+    TINY,
+    RunEvents,
+    assert_refused_in_process,
+    assert_refused_run,
+    compose_config,
+    one_error_line,
+)
 from rnnlab.cli.ensemble import main as ensemble_main
 from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.cli.generate import main as generate_main
@@ -36,32 +45,38 @@ TRAIN = [
     (["trainer.precision=7"], r"trainer.precision=7 is invalid: allowed values are 64, 32, 16, .*bf16-mixed"),
     (["trainer.accelerator=tpu"], r"trainer.accelerator=tpu but no TPU is available on this machine"),
     (["trainer.accelerator=nope"], r"trainer.accelerator='nope' is invalid: allowed values are auto, cpu, gpu"),
-    (["trainer.gradient_clip_algorithm=foo"], r"trainer.gradient_clip_algorithm='foo' is invalid: allowed values are norm, value"),
+    (["trainer.gradient_clip_algorithm=foo"],
+     r"trainer.gradient_clip_algorithm='foo' is invalid: allowed values are norm, value"),
     (["trainer.max_steps=-5"], r"trainer.max_steps=-5 is invalid: must be -1 \(no limit\) or a positive integer"),
     (["trainer.max_steps=0"], r"trainer.max_steps=0 is invalid: it trains nothing"),
     (["trainer.max_epochs=0"], r"trainer.max_epochs=0 is invalid: must be a positive integer"),
     (["trainer.max_epochs=2.5"], r"trainer.max_epochs=2.5 is invalid"),
     (["trainer.max_epochs=-1"], r"trainer.max_epochs=-1 is invalid: .*-1 together with a positive trainer.max_steps"),
-    (["trainer.gradient_clip_val=-1"], r"trainer.gradient_clip_val=-1 is invalid: must be a finite number >= 0, or null"),
+    (["trainer.gradient_clip_val=-1"],
+     r"trainer.gradient_clip_val=-1 is invalid: must be a finite number >= 0, or null"),
     (["trainer.gradient_clip_val=nan"], r"trainer.gradient_clip_val=nan is invalid"),
-    (["trainer.check_val_every_n_epoch=0"], r"trainer.check_val_every_n_epoch=0 is invalid: must be a positive integer"),
+    (["trainer.check_val_every_n_epoch=0"],
+     r"trainer.check_val_every_n_epoch=0 is invalid: must be a positive integer"),
     (["trainer.log_every_n_steps=-1"], r"trainer.log_every_n_steps=-1 is invalid: must be an integer >= 0"),
     (["trainer.enable_progress_bar=1"], r"trainer.enable_progress_bar=1 is invalid: must be true or false"),
     (["trainer.strategy=deepspeed"], r"trainer: To use the `DeepSpeedStrategy`, you must have DeepSpeed installed"),
     (["trainer.limit_train_batches=0"], r"trainer.limit_train_batches=0 is invalid: it trains nothing"),
     # callbacks, the learning-rate finder and samples
-    (["callbacks.early_stopping.patience=abc"], r"callbacks.early_stopping.patience='abc' is invalid: must be an integer >= 0"),
+    (["callbacks.early_stopping.patience=abc"],
+     r"callbacks.early_stopping.patience='abc' is invalid: must be an integer >= 0"),
     (["callbacks.early_stopping.patience=3", "callbacks.early_stopping.mode=max"],
      r"callbacks.early_stopping.mode=max is invalid: callbacks.model_checkpoint keeps the val/ppl with mode=min"),
     (["tune.lr_find=true", "tune.num_training=0"], r"tune.num_training=0 is invalid: must be an integer >= 2"),
-    (["tune.lr_find=true", "tune.min_lr=10", "tune.max_lr=1"], r"tune.min_lr=10 is invalid: must be smaller than tune.max_lr=1"),
+    (["tune.lr_find=true", "tune.min_lr=10", "tune.max_lr=1"],
+     r"tune.min_lr=10 is invalid: must be smaller than tune.max_lr=1"),
     (["callbacks.text_sample.prefix="], r"callbacks.text_sample.prefix='' is invalid: must be a non-empty string"),
     (["evaluation.sample.prefix="], r"evaluation.sample.prefix='' is invalid: must be a non-empty string .*, or null "
                                     r"\(the data's sample prefix, data.sample_prefix\)"),
     (["data.sample_prefix="], r"data.sample_prefix='' is invalid: must be a non-empty string"),
     (["callbacks.divergence_guard.patience=-1"], r"callbacks.divergence_guard.patience=-1 is invalid: must be an "
                                                  r"integer >= 0 \(validations in a row; 0: no bound\), or null"),
-    (["callbacks.divergence_guard.margin=-1"], r"callbacks.divergence_guard.margin=-1 is invalid: must be a finite number >= 0"),
+    (["callbacks.divergence_guard.margin=-1"],
+     r"callbacks.divergence_guard.margin=-1 is invalid: must be a finite number >= 0"),
     # optimizers
     (["optimizer.lr=-1"], r"optimizer.lr=-1 is invalid: must be a finite number > 0"),
     (["optimizer.lr=abc"], r"optimizer.lr='abc' is invalid: must be a finite number > 0"),
@@ -69,10 +84,12 @@ TRAIN = [
     (["optimizer.momentum=-0.5"], r"optimizer.momentum=-0.5 is invalid: must be a finite number >= 0"),
     (["optimizer.weight_decay=-1"], r"optimizer.weight_decay=-1 is invalid: must be a finite number >= 0"),
     (["+optimizer.nesterov=true"], r"optimizer.nesterov=true is invalid: it needs optimizer.momentum > 0"),
-    (["optimizer=adam", "+optimizer.betas=[0.9,1.0]"], r"optimizer.betas=\[0.9, 1.0\] is invalid: must be two numbers in \[0, 1\)"),
+    (["optimizer=adam", "+optimizer.betas=[0.9,1.0]"],
+     r"optimizer.betas=\[0.9, 1.0\] is invalid: must be two numbers in \[0, 1\)"),
     (["optimizer=adamw", "+optimizer.betas=[-0.1,0.9]"], r"optimizer.betas=\[-0.1, 0.9\] is invalid"),
     (["optimizer=adam", "+optimizer.betas=[0.9]"], r"optimizer.betas=\[0.9\] is invalid"),
-    (["+optimizer.momentun=0.9"], r"optimizer.momentun is not an option of torch.optim.SGD: allowed are params, lr, momentum"),
+    (["+optimizer.momentun=0.9"],
+     r"optimizer.momentun is not an option of torch.optim.SGD: allowed are params, lr, momentum"),
     # seed
     (["seed=-1"], r"seed=-1 is invalid: must be an integer in \[0, 4294967295\]"),
     (["seed=1.5"], r"seed=1.5 is invalid"),
@@ -80,7 +97,8 @@ TRAIN = [
     (["seed=4294967296"], r"seed=4294967296 is invalid"),
     (["seed=true"], r"seed=true is invalid"),
     # the module and the core
-    (["module.embedding_dim=0"], r"module.embedding_dim=0 is invalid: must be a positive integer, or null \(one-hot input\)"),
+    (["module.embedding_dim=0"],
+     r"module.embedding_dim=0 is invalid: must be a positive integer, or null \(one-hot input\)"),
     (["module.embedding_dim=2.5"], r"module.embedding_dim=2.5 is invalid"),
     (["module.dropout=1.0"], r"module.dropout=1.0 is invalid: must lie in \[0, 1\)"),
     (["module.weight_drop=-0.1"], r"module.weight_drop=-0.1 is invalid"),
@@ -88,20 +106,27 @@ TRAIN = [
     (["model.hidden_size=1.5"], r"model.hidden_size=1.5 is invalid"),
     (["model.num_layers=0"], r"model.num_layers=0 is invalid"),
     (["model.dropout=-0.1"], r"model.dropout=-0.1 is invalid: must lie in \[0, 1\)"),
-    (["model.compile=yes"], r"model.compile='yes' is invalid: must be one of false, true, default, reduce-overhead, max-autotune"),
+    (["model.compile=yes"],
+     r"model.compile='yes' is invalid: must be one of false, true, default, reduce-overhead, max-autotune"),
     (["model.bidirectional=1"], r"model.bidirectional=1 is invalid: must be true or false"),
     (["model.kind=transformer"], r"model.kind='transformer' is invalid: allowed values are rnn, .*lstm_scratch"),
     (["model=rnn", "model.nonlinearity=gelu"], r"model.nonlinearity='gelu' is invalid: allowed values are tanh, relu"),
-    (["+model.hiden_size=3"], r"model.hiden_size is not an option of rnnlab.models.build_core: allowed are kind, input_size, hidden_size"),
+    (["+model.hiden_size=3"],
+     r"model.hiden_size is not an option of rnnlab.models.build_core: allowed are kind, input_size, hidden_size"),
     # callbacks and evaluation
-    (["callbacks.text_sample.every_n_epochs=0"], r"callbacks.text_sample.every_n_epochs=0 is invalid: must be a positive integer"),
-    (["callbacks.text_sample.temperature=-1"], r"callbacks.text_sample.temperature=-1 is invalid: must be a finite number >= 0"),
+    (["callbacks.text_sample.every_n_epochs=0"],
+     r"callbacks.text_sample.every_n_epochs=0 is invalid: must be a positive integer"),
+    (["callbacks.text_sample.temperature=-1"],
+     r"callbacks.text_sample.temperature=-1 is invalid: must be a finite number >= 0"),
     (["callbacks.text_sample.temperature=nan"], r"callbacks.text_sample.temperature=nan is invalid"),
-    (["callbacks.text_sample.num_tokens=-1"], r"callbacks.text_sample.num_tokens=-1 is invalid: must be an integer >= 0"),
-    (["evaluation.sample.temperature=inf"], r"evaluation.sample.temperature=inf is invalid: must be a finite number >= 0"),
+    (["callbacks.text_sample.num_tokens=-1"],
+     r"callbacks.text_sample.num_tokens=-1 is invalid: must be an integer >= 0"),
+    (["evaluation.sample.temperature=inf"],
+     r"evaluation.sample.temperature=inf is invalid: must be a finite number >= 0"),
     (["evaluation.sample.temperature=nan"], r"evaluation.sample.temperature=nan is invalid"),
     (["evaluation.sample.num_tokens=-3"], r"evaluation.sample.num_tokens=-3 is invalid"),
-    (["+callbacks.model_checkpoint.moniter=x"], r"callbacks.model_checkpoint.moniter is not an option of lightning.pytorch.callbacks.ModelCheckpoint"),
+    (["+callbacks.model_checkpoint.moniter=x"],
+     r"callbacks.model_checkpoint.moniter is not an option of lightning.pytorch.callbacks.ModelCheckpoint"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.segment_len=0"],
      r"evaluation.dynamic_eval.segment_len=0 is invalid: must be a positive integer"),
     (["experiment=best_char_lm", "model.hidden_size=8", "evaluation.dynamic_eval.lr=-1"],
@@ -118,7 +143,8 @@ TRAIN = [
     (["data.val_fraction=0"], r"data.val_fraction=0 is invalid"),
     (["data.max_tokens=-5"], r"data.max_tokens=-5 is invalid"),
     (["+data.batchsize=3"], r"data.batchsize is not an option of rnnlab.data.TextDataModule: allowed are .*batch_size"),
-    (["data.path=/nonexistent/corpus.txt"], r"data.path='/nonexistent/corpus.txt' does not exist: give a UTF-8 text file"),
+    (["data.path=/nonexistent/corpus.txt"],
+     r"data.path='/nonexistent/corpus.txt' does not exist: give a UTF-8 text file"),
     (["data.path=/dev/zero"], r"data.path='/dev/zero' is a device, not a regular file"),
     (["data.path={fifo}"], r"data.path='.*fifo' is a FIFO, not a regular file"),
     (["data.path={tmp}"], r"data.path='.*' is a directory"),
@@ -140,9 +166,11 @@ TRAIN = [
                                             r"task=lm \(python train.py task=lm data=timemachine \.\.\.\)$"),
     # the forecasting task
     (["task=forecast", "module.rollout_steps=-1"], r"module.rollout_steps=-1 is invalid: must be an integer >= 0"),
-    (["task=forecast", "module.rollout_steps=40"], r"module.rollout_steps=40 is invalid: must be smaller than data.num_steps=32"),
+    (["task=forecast", "module.rollout_steps=40"],
+     r"module.rollout_steps=40 is invalid: must be smaller than data.num_steps=32"),
     (["task=forecast", "data=series"], r"data.path=null is invalid: give a CSV file or data.bundled"),
-    (["task=forecast", "data.ks=[1,0]"], r"(data|module).ks=\[1, 0\] is invalid: give a non-empty list of positive integer horizons"),
+    (["task=forecast", "data.ks=[1,0]"],
+     r"(data|module).ks=\[1, 0\] is invalid: give a non-empty list of positive integer horizons"),
     (["task=forecast", "data.tau=700"], r"data.tau=700 is invalid: must be smaller than the training part"),
     (["task=forecast", "data.noise=-0.1"], r"data.noise=-0.1 is invalid"),
     (["task=forecast", "data.mirror=yes"], r"data.mirror='yes' is invalid: must be true or false"),
@@ -194,8 +222,9 @@ def test_process_bad_trainer_option_one_line_no_event_file(tmp_path):
 
 
 @pytest.mark.parametrize("override, line", [
+    # slow: one process run per error path stays in the default suite
     pytest.param("trainer.precison=7", "error: Could not override 'trainer.precison'. To append to your config use "
-                 "+trainer.precison=7", marks=pytest.mark.slow),  # one process run per error path stays in the default suite
+                 "+trainer.precison=7", marks=pytest.mark.slow),
     ("model=transformer", "error: In 'train': Could not find 'model/transformer'; Available options in 'model': gru; "
                           "gru_scratch; lstm; lstm_scratch; mlp; rnn; rnn_scratch"),
     pytest.param("logger=null", "error: Config group override must be a string or a list. Got NoneType; logger=null: "
@@ -211,7 +240,8 @@ def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
 
 @pytest.mark.parametrize("override, line", [
     pytest.param("model=mlp", "error: model.tau cannot be resolved (Interpolation key 'data.tau' not found): the "
-                 "chosen config groups do not go together (task=lm, model=mlp, data=timemachine)", marks=pytest.mark.slow),
+                 "chosen config groups do not go together (task=lm, model=mlp, data=timemachine)",
+                 marks=pytest.mark.slow),
     ("~optimizer", "error: module.optimizer cannot be resolved (Interpolation key 'optimizer' not found): the "
                    "chosen config groups do not go together (task=lm, model=lstm, data=timemachine)"),
 ])
@@ -228,7 +258,8 @@ def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override,
                     "(python train.py task=forecast data=sine ...)"),
     pytest.param(["task=forecast", "data=timemachine"], "error: data=timemachine is a text data set (language "
                  "modelling): use task=lm (python train.py task=lm data=timemachine ...)",
-                 marks=pytest.mark.slow),  # the in-process table checks it too; one process run stays in the default suite
+                 # slow: the in-process table checks it too; one process run stays in the default suite
+                 marks=pytest.mark.slow),
 ])
 def test_process_data_set_of_another_task_names_the_task(tmp_path, overrides, line):
     """Before anything is built: not `LanguageModel.__init__() got an unexpected keyword argument 'series'`."""
@@ -282,7 +313,8 @@ def test_process_fifo_data_path_is_refused_without_reading(tmp_path):
     os.mkfifo(fifo)
     proc = train(f"data.path={fifo}", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)  # would hang if opened
     assert proc.returncode == 2
-    assert one_error_line(proc.stderr) == f"error: data.path='{fifo}' is a FIFO, not a regular file: give a UTF-8 text file"
+    assert one_error_line(proc.stderr) == (f"error: data.path='{fifo}' is a FIFO, not a regular file: "
+                                           "give a UTF-8 text file")
 
 
 @pytest.mark.parametrize("where", ["file", pytest.param("proc", marks=pytest.mark.slow)])
@@ -303,7 +335,8 @@ def test_run_directory_with_another_runs_results_is_refused_untouched(tmp_path):
     proc = train(f"hydra.run.dir={run}")
     assert proc.returncode == 2
     assert one_error_line(proc.stderr) == (f"error: hydra.run.dir='{run}' holds the results of another run "
-                                           "(metrics.json: status ok): give another directory, or resume it with ckpt_path=last")
+                                           "(metrics.json: status ok): give another directory, "
+                                           "or resume it with ckpt_path=last")
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json"]  # no .hydra, no log, no lock left
     assert json.loads((run / "metrics.json").read_text()) == {"status": "ok", "val/ppl": 5.0}
 
@@ -419,11 +452,12 @@ COMMANDS = [
     (ensemble_main, ["{root}/sweep", "--segment-len", "0"], r"--segment-len=0 is invalid: must be a positive integer"),
     (ensemble_main, ["{root}/sweep", "--lr", "-1"], r"--lr=-1.0 is invalid: must be a number >= 0"),
     (ensemble_main, ["{root}/sweep", "--decay", "2"], r"--decay=2.0 is invalid: must lie in \[0, 1\]"),
-    (ensemble_main, ["{root}/badsweep", "--device", "cpu"], r"job 0: best_checkpoint='.*badsweep/0/checkpoints/best.ckpt' "
-                                                              r"is not a readable checkpoint"),
+    (ensemble_main, ["{root}/badsweep", "--device", "cpu"],
+     r"job 0: best_checkpoint='.*badsweep/0/checkpoints/best.ckpt' is not a readable checkpoint"),
     (summary_main, ["{root}/missing"], r"sweep_dir='.*missing' is not a directory"),
     (summary_main, ["{root}/run"], r"sweep_dir='.*run' holds no Hydra job directories"),
-    (zipf_main, ["--out", "{root}/file/zipf"], r"--out='.*file/zipf' cannot be written \(Not a directory\): give a writable directory"),
+    (zipf_main, ["--out", "{root}/file/zipf"],
+     r"--out='.*file/zipf' cannot be written \(Not a directory\): give a writable directory"),
     (zipf_main, ["data.token=bpe"], r"data.token='bpe' is invalid: allowed values are char, word"),
     (zipf_main, ["data.path={fifo}"], r"data.path='.*fifo' is a FIFO, not a regular file"),
     (zipf_main, ["data.path=/dev/zero"], r"data.path='/dev/zero' is a device, not a regular file"),

@@ -86,7 +86,8 @@ def test_training_steps_do_not_wait_for_the_gpu(make_cfg):
 
     cfg = make_cfg("trainer.accelerator=gpu", "data.max_tokens=100000", "data.batch_size=16", "data.num_steps=16",
                    "trainer.max_steps=45", "trainer.log_every_n_steps=1000", "trainer.enable_progress_bar=true",
-                   "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar,refresh_rate:1}", "trainer.limit_val_batches=0")
+                   "callbacks.progress_bar={_target_:rnnlab.callbacks.ProgressBar,refresh_rate:1}",
+                   "trainer.limit_val_batches=0")
     dm = instantiate(cfg.data)
     dm.setup("fit")
     module = instantiate(cfg.module, **dm.module_kwargs())

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
+from rnnlab.cli.forecast import main as forecast_main
 from rnnlab.data.series import SeriesSpec
 from rnnlab.errors import ConfigError
-from rnnlab.cli.forecast import main as forecast_main
-from rnnlab.models.forecaster import Forecaster
 from rnnlab.models.forecast_model import ForecastModel
-from rnnlab.summary import table
+from rnnlab.models.forecaster import Forecaster
 from rnnlab.run.job import main_task
+from rnnlab.summary import table
 
 Y = [1.0, 2.0, 4.0, 3.0, 5.0, 8.0, 6.0, 9.0, 11.0, 10.0, 12.0, 15.0]
 
@@ -27,7 +27,8 @@ def spec(columns=("y",), mean=None, std=None, difference=False, season=2, naive=
 
 
 def plus_one(**kwargs):
-    model = ForecastModel(core={"_target_": "test_sine.PlusOneCore"}, series=spec(**kwargs), ks=(1, 2, 3), eval_context=2)
+    model = ForecastModel(core={"_target_": "test_sine.PlusOneCore"}, series=spec(**kwargs), ks=(1, 2, 3),
+                          eval_context=2)
     with torch.no_grad():
         model.core.head.weight.fill_(1.0)
         model.core.head.bias.fill_(1.0)

@@ -18,8 +18,8 @@ def make(sampling="sequential", hidden=16, lr=1.0, kind="gru", **dm_kw):
     dm = TextDataModule(sampling=sampling, batch_size=4, num_steps=8, max_tokens=3000,
                                val_batch_size=3, **dm_kw)
     dm.setup("fit")
-    model = LanguageModel(core={"kind": kind, "hidden_size": hidden}, optimizer={"_target_": "torch.optim.SGD", "lr": lr},
-                          **dm.module_kwargs())
+    model = LanguageModel(core={"kind": kind, "hidden_size": hidden},
+                          optimizer={"_target_": "torch.optim.SGD", "lr": lr}, **dm.module_kwargs())
     return dm, model
 
 
@@ -123,7 +123,8 @@ def test_greedy_generation_matches_the_books_predict(kind):
 def test_sampling_generation_is_reproducible_and_uses_the_vocab():
     _, model = make()
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    a, b = model.generate("the", 30, temperature=1.0, generator=g1), model.generate("the", 30, temperature=1.0, generator=g2)
+    a = model.generate("the", 30, temperature=1.0, generator=g1)
+    b = model.generate("the", 30, temperature=1.0, generator=g2)
     c = model.generate("the", 30, temperature=1.0, generator=torch.Generator().manual_seed(2))
     assert a == b != c and a.startswith("the") and len(a.replace("<unk>", "?")) == 33
 
@@ -192,7 +193,9 @@ def compact_corpora(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "many_words.txt"
     path.write_text(" ".join(f"w{i}" for i in range(33000)) + "\n")
     modules = {}
-    for name, kw in {"uint8": {}, "int16": {"token": "word"}, "int32": {"token": "word", "path": str(path), "preprocess": "lower"}}.items():
+    kinds = {"uint8": {}, "int16": {"token": "word"},
+             "int32": {"token": "word", "path": str(path), "preprocess": "lower"}}
+    for name, kw in kinds.items():
         dm = TextDataModule(batch_size=2, num_steps=8, val_batch_size=2, max_tokens=3000, **kw)
         dm.setup("fit")
         modules[name] = dm

@@ -63,7 +63,8 @@ def test_checkpoint_is_written_beside_its_target_fsynced_and_renamed(tmp_path, m
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
     inode = target.stat().st_ino
     io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, target)
-    assert written == [str(temporary_path(target))] * 2 and temporary_path(target).name == f".last.ckpt.tmp-{os.getpid()}"
+    assert written == [str(temporary_path(target))] * 2
+    assert temporary_path(target).name == f".last.ckpt.tmp-{os.getpid()}"
     assert len(synced) >= 2  # the file (and its directory)
     assert target.stat().st_ino != inode and torch.equal(load(target)["state_dict"]["w"], torch.zeros(2))
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]

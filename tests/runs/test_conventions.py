@@ -11,12 +11,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from omegaconf import OmegaConf
 
 from conftest import CONF, RunEvents, compose_config
-from rnnlab.dashboard.logger import event_dir
 from rnnlab.callbacks import DivergenceGuard, InterruptCheckpoint, RNGStateCheckpoint
+from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.build import build_run
 from rnnlab.run.eval_job import main_eval
 from rnnlab.run.job import main_task
@@ -186,7 +186,8 @@ def test_callbacks_early_stopping_rich_bar_and_minimal(make_cfg):
 
 
 def test_early_stopping_stops_training(make_cfg):
-    cfg = make_cfg("callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=100", "trainer.max_epochs=5")
+    cfg = make_cfg("callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=100",
+                   "trainer.max_epochs=5")
     main_task(cfg)
     assert metrics_of(cfg)["epochs"] == 2  # the second validation did not improve by 100: stop
 
@@ -276,7 +277,8 @@ def test_eval_errors_are_one_line(tmp_path, capsys):
     ("temperature=-2", "temperature=-2 is invalid: must be a finite number >= 0 (0: greedy)"),
     ("prefix=''", "prefix='' is invalid: must be a non-empty string"),
     ("run_config=README.md", "run_config='README.md' cannot be read as YAML (ScannerError)"),
-    ("run_config=conf/train.yaml", "run_config='conf/train.yaml' is not a training run's config (it has no data section)"),
+    ("run_config=conf/train.yaml",
+     "run_config='conf/train.yaml' is not a training run's config (it has no data section)"),
 ])
 def test_eval_options_are_checked_before_scoring(lm_with_test_split, tmp_path, capsys, monkeypatch, override, line):
     monkeypatch.chdir(CONF.parent)

@@ -12,9 +12,9 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import CONF, ROOT, TINY, RunEvents, compose_config
 from rnnlab.cli.generate import main as generate_main
 from rnnlab.cli.summary import main as summary_main
-from rnnlab.summary import summarize
-from rnnlab.run.job import main_task
 from rnnlab.cli.zipf import main as zipf_main
+from rnnlab.run.job import main_task
+from rnnlab.summary import summarize
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if not p.stem.startswith("_"))
 BOOK = {

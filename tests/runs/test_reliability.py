@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config
-from rnnlab.data import TextDataModule
 from rnnlab.checkpoints import load_language_model
 from rnnlab.dashboard.logger import event_dir
+from rnnlab.data import TextDataModule
 from rnnlab.run.job import main_task
 
 KEYS = ("val/ppl", "train/ppl", "train/loss", "train/grad_norm", "sample")

@@ -287,8 +287,8 @@ def test_wheel_commands_work_from_any_directory(tmp_path):
     source = tmp_path / "source"  # a copy, so that the build leaves nothing in the working tree
     shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", "outputs", "build", "*.egg-info", "__pycache__", ".pytest_cache", "multirun", "lightning_logs"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path / "wheel"), "-q"],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path / "wheel"),
+                    "-q"], check=True, capture_output=True, timeout=600)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     (wheel,) = (tmp_path / "wheel").glob("rnnlab-*.whl")
@@ -326,7 +326,8 @@ def test_declared_python_and_numpy():
 HELP_PATHS = """
 import contextlib, io, os, runpy, sys
 os.environ["COMP_LINE"] = "python train.py trainer.max_ep"
-for argv in (["train.py", "--help"], ["eval.py", "--help"], ["train.py", "-sc", "query=bash"], ["rnnlab.cli.eval", "--help"]):
+for argv in (["train.py", "--help"], ["eval.py", "--help"], ["train.py", "-sc", "query=bash"],
+             ["rnnlab.cli.eval", "--help"]):
     sys.argv, out = list(argv), io.StringIO()
     try:
         with contextlib.redirect_stdout(out):

@@ -386,7 +386,8 @@ def test_ddp_stops_on_a_signal_saves_and_resumes(tmp_path, group):
     name = "SIGINT" if group else "SIGTERM"
     assert proc.returncode == 1 and metrics["status"] == "interrupted" and metrics["signal"] == name
     assert err.strip().splitlines() == [f"interrupted by {name} during training at epoch {metrics['epochs']}, step "
-                                        f"{metrics['global_step']}; resume with ckpt_path={run}/checkpoints/interrupted.ckpt"]
+                                        f"{metrics['global_step']}; "
+                                        f"resume with ckpt_path={run}/checkpoints/interrupted.ckpt"]
     resume = subprocess.run([*args[:-2], f"trainer.max_epochs={metrics['epochs'] + 1}", f"hydra.run.dir={run}",
                              f"ckpt_path={run}/checkpoints/interrupted.ckpt"], cwd=ROOT, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -114,13 +114,14 @@ def test_a_misspelt_early_stopping_option_is_refused_while_it_is_off(tmp_path):
 
 
 def test_a_single_plugin_node_reaches_the_trainer(tmp_path):
-    from conftest import compose_config
     from lightning.fabric.plugins.environments import LightningEnvironment
 
+    from conftest import compose_config
     from rnnlab.checkpoint_io import AtomicCheckpointIO
     from rnnlab.run.build import build_run
 
-    cfg = compose_config(tmp_path, "+trainer.plugins={_target_: lightning.fabric.plugins.environments.LightningEnvironment}")
+    cfg = compose_config(tmp_path,
+                         "+trainer.plugins={_target_: lightning.fabric.plugins.environments.LightningEnvironment}")
     trainer = build_run(cfg).trainer
     assert isinstance(trainer._accelerator_connector.cluster_environment, LightningEnvironment)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)

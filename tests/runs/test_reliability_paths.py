@@ -118,7 +118,8 @@ def test_write_metrics_makes_every_path_inside_the_run_relative_and_others_absol
     # Read back: relative paths against the file's directory (whatever the working directory), an older
     # metrics.json's absolute ones as they are, other values untouched.
     monkeypatch.chdir(run)
-    assert read_metrics(run / "metrics.json") == {**written, "checkpoint": str(run / "checkpoints" / "interrupted.ckpt"),
+    assert read_metrics(run / "metrics.json") == {**written,
+                                                  "checkpoint": str(run / "checkpoints" / "interrupted.ckpt"),
                                                   "last_good_checkpoint": str(run / "checkpoints" / "last.ckpt"),
                                                   "best_checkpoint": str(run / "checkpoints" / "best.ckpt"),
                                                   "lr_find/plot": str(run / "lr_find.png")}

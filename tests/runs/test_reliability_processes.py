@@ -188,7 +188,8 @@ def test_bf16_model_summary_note_goes_to_the_run_log(tmp_path):
 @pytest.mark.slow
 def test_eval_leaves_standard_error_empty(trained, tmp_path):
     proc = cli(f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", f"run_config={trained.parent / 'config.yaml'}",
-               "num_tokens=10", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'eval'}", script="eval.py")
+               "num_tokens=10", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'eval'}",
+               script="eval.py")
     assert proc.returncode == 0 and proc.stderr == ""  # was: Lightning's LeafSpec deprecation note
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val/ppl"] > 1
 
@@ -309,7 +310,8 @@ def test_which_extra_installs_what():
 def test_a_loggers_missing_package_names_its_extra():
     """What rnnlab.run.build reports for logger=mlflow without the extra: Lightning's MLFlowLogger raises
     ModuleNotFoundError("Requirement 'mlflow>=1.0.0' not met. ...") (Lightning 2.6)."""
-    error = ModuleNotFoundError("Requirement 'mlflow>=1.0.0' not met. HINT: Try running `pip install -U 'mlflow>=1.0.0'`")
+    error = ModuleNotFoundError("Requirement 'mlflow>=1.0.0' not met. "
+                                "HINT: Try running `pip install -U 'mlflow>=1.0.0'`")
     assert extras.missing_package("logger.mlflow", error) == (
         'logger.mlflow needs mlflow, which is not installed: pip install "rnnlab[mlflow]"')
     assert extras.missing_package("logger.x", ModuleNotFoundError("No module named 'yaml_x'", name="yaml_x")) is None

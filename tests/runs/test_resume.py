@@ -54,7 +54,8 @@ def assert_same_end(resumed: dict, whole: dict) -> None:
     assert resumed["train/ppl"] == pytest.approx(whole["train/ppl"], abs=1e-4)  # the resumed epoch's running NLL
 
 
-@pytest.mark.parametrize("signal", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])  # one in the default suite
+# One signal in the default suite.
+@pytest.mark.parametrize("signal", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
 def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninterrupted_run(tmp_path, uninterrupted,
                                                                                             signal):
     run = tmp_path / "run"
@@ -63,7 +64,8 @@ def test_signal_mid_epoch_saves_interrupted_ckpt_and_its_resume_equals_an_uninte
     ckpt = run / "checkpoints" / "interrupted.ckpt"
     # The step in progress when the signal arrived is finished, then training stops.
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"interrupted by {signal} during training at epoch 1, step {MID_SECOND_EPOCH + 1}; resume with ckpt_path={ckpt}")
+        f"interrupted by {signal} during training at epoch 1, step {MID_SECOND_EPOCH + 1}; "
+        f"resume with ckpt_path={ckpt}")
     record = metrics(run)
     assert record["status"] == "interrupted" and record["signal"] == signal and run / record["checkpoint"] == ckpt
     saved = load(ckpt)
@@ -173,7 +175,8 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(run_copy, capsys):
     before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     main_task(compose_config(run_copy, "ckpt_path=last"))  # returns: exit status 0
     out = capsys.readouterr()
-    assert out.err == "" and out.out.strip().splitlines()[-1:] == [f"{run_copy} is a finished run (epoch 2 of trainer.max_epochs=2, metrics.json status ok): "
-                   "nothing to resume, nothing changed; raise trainer.max_epochs to train it further"]
+    assert out.err == "" and out.out.strip().splitlines()[-1:] == [
+        f"{run_copy} is a finished run (epoch 2 of trainer.max_epochs=2, metrics.json status ok): "
+        "nothing to resume, nothing changed; raise trainer.max_epochs to train it further"]
     after = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file() and ".hydra" not in p.parts}
     assert after == before  # metrics.json, checkpoints and event files untouched

@@ -99,7 +99,8 @@ def test_optuna_search_in_sqlite_and_its_resume(tmp_path):
     study = optuna.load_study(study_name="lm_search", storage=storage)
     assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     values = sorted(t.value for t in study.trials)
-    best = json.loads(json.dumps(__import__("yaml").safe_load((tmp_path / "again" / "optimization_results.yaml").read_text())))
+    results = (tmp_path / "again" / "optimization_results.yaml").read_text()
+    best = json.loads(json.dumps(__import__("yaml").safe_load(results)))
     assert best["best_value"] == pytest.approx(values[0])
 
 
@@ -124,8 +125,8 @@ def test_eval_py_from_the_command_line(tmp_path):
     run = tmp_path / "train"
     proc = train_cli(*QUIET, *TINY_LM, "trainer.max_epochs=1", "data.test_fraction=0.1", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = train_cli(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "num_tokens=10", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={tmp_path / 'eval'}", script="eval.py")
+    proc = train_cli(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "num_tokens=10",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'eval'}", script="eval.py")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     trained = json.loads((run / "metrics.json").read_text())

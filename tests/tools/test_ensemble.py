@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.cli.ensemble import main as ensemble_main
+from rnnlab.dynamic_eval import dynamic_perplexity
 from rnnlab.ensemble import mixture_log_probs, score_ensemble
 from rnnlab.models import LanguageModel
 
@@ -48,7 +48,8 @@ def test_preset_multirun_writes_the_ensemble_of_its_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
         [sys.executable, "train.py", "-m", "experiment=best_char_lm_ensemble", "seed=1,2", "trainer.max_epochs=1",
-         "data.max_tokens=4000", "data.num_steps=16", "data.val_batch_size=1", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0", "module.embedding_dim=8",
+         "data.max_tokens=4000", "data.num_steps=16", "data.val_batch_size=1", "model.hidden_size=16",
+         "model.num_layers=1", "model.dropout=0", "module.embedding_dim=8",
          "print_config=false", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -16,7 +16,8 @@ from rnnlab.cli.common import ArgumentParser, run
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a format-1 .ckpt written by an older rnnlab")
-    parser.add_argument("--out", default=None, help="where to write (default: in place, the original kept as <name>.format1)")
+    parser.add_argument("--out", default=None,
+                        help="where to write (default: in place, the original kept as <name>.format1)")
     args = parser.parse_args(argv)
 
     def convert() -> int:

@@ -12,7 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. outputs/multiruns/<date>_<time>")
     parser.add_argument("--segment-len", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's step size; 0: the stream as is only")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="dynamic evaluation's step size; 0: the stream as is only")
     parser.add_argument("--decay", type=float, default=0.0)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--skip-damaged", action="store_true",

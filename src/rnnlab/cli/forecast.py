@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         from rnnlab.forecast import forecast_csv, load_forecast_model  # after parsing: --help stays fast
 
         if args.output and not Path(args.output).resolve().parent.is_dir():
-            raise ConfigError(f"--output={args.output!r} is invalid: its directory {Path(args.output).resolve().parent} "
-                              "does not exist")
+            raise ConfigError(f"--output={args.output!r} is invalid: its directory "
+                              f"{Path(args.output).resolve().parent} does not exist")
         frame = forecast_csv(load_forecast_model(args.ckpt), args.csv, args.steps)
         try:
             frame.to_csv(args.output if args.output else sys.stdout, index=False)

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="data.* overrides, as for train.py")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default outputs/zipf/<token>)")
     parser.add_argument("--top", type=positive_int, default=10, help="how many most frequent n-grams to list")
-    parser.add_argument("--config-dir", type=Path, default=CONF_DIR, help="Hydra config directory (default: the package's conf)")
+    parser.add_argument("--config-dir", type=Path, default=CONF_DIR,
+                        help="Hydra config directory (default: the package's conf)")
     args = parser.parse_args(argv)
 
     def zipf() -> int:

@@ -245,7 +245,8 @@ def keep_count(sorted_counts: np.ndarray, token: str, min_freq: int, max_vocab: 
         raise ConfigError(f"data.min_freq={min_freq} leaves only <unk> in the vocabulary: lower it")
     if n < sorted_counts.size and not unk:
         raise ConfigError(f"data.min_freq={min_freq} is invalid with data.unk=false: {sorted_counts.size - n} "
-                          f"{token} tokens are rarer and may not become <unk>; lower data.min_freq or set data.unk=true")
+                          f"{token} tokens are rarer and may not become <unk>; "
+                          "lower data.min_freq or set data.unk=true")
     if max_vocab is not None and n + 1 > max_vocab:
         if not unk:
             raise ConfigError(f"data.max_vocab={max_vocab} is invalid with data.unk=false: the corpus has {n} "

@@ -197,7 +197,8 @@ def make_sampler(sampling: str, length: int, batch_size: int, num_steps: int, se
                  trainer=None, unit: str = "tokens") -> _WindowSampler:
     """The one place that maps `data.sampling` to a sampler class; with a Trainer, rank-aware and
     following the fit loop's epoch counter (the one Lightning passes to set_epoch, right on resume too)."""
-    assert sampling in SAMPLERS, f"sampling={sampling!r}: one of {', '.join(SAMPLERS)} (rnnlab.schema checks data.sampling)"
+    assert sampling in SAMPLERS, (f"sampling={sampling!r}: one of {', '.join(SAMPLERS)} "
+                                  "(rnnlab.schema checks data.sampling)")
     cls = SAMPLERS[sampling]
     if trainer is None:
         return cls(length, batch_size, num_steps, seed=seed, unit=unit)

@@ -32,8 +32,21 @@ from rnnlab.data.base import SeriesData
 from rnnlab.data.sampling import SERIES_SAMPLINGS, make_sampler, window_loader
 from rnnlab.data.table import BUNDLED_DIR, SEP_ALLOWED, SEPARATORS, as_list, read_table
 from rnnlab.errors import ConfigError, require
-from rnnlab.options import (BOOL, FILE_OR_NULL, HORIZONS, OPEN_FRACTION, POSITIVE_INT, SEED, STRING, Name, Rule,
-                            checked, choice, either, nullable)
+from rnnlab.options import (
+    BOOL,
+    FILE_OR_NULL,
+    HORIZONS,
+    OPEN_FRACTION,
+    POSITIVE_INT,
+    SEED,
+    STRING,
+    Name,
+    Rule,
+    checked,
+    choice,
+    either,
+    nullable,
+)
 
 BUNDLED = {"co2": "co2.csv", "macro": "macrodata.csv", "sunspots": "sunspots.csv", "elnino": "elnino.csv"}
 DEFAULT_KS = (1, 4, 16)   # horizons scored when data.ks is null: those the test part fits
@@ -194,7 +207,8 @@ class SeriesDataModule(ForecastData):
         fewest = minimum_rows(val_fraction, test_fraction, d, num_steps)
         require(n >= fewest, "data.path", f"has {n} rows; a series needs at least {fewest} rows here (a training "
                 f"part of {(num_steps or MIN_STEPS) + 1 + d} rows for one window of data.num_steps="
-                f"{num_steps or MIN_STEPS}{' plus one (differenced)' if d else ''}, validation and test parts of 2 rows, "
+                f"{num_steps or MIN_STEPS}{' plus one (differenced)' if d else ''}, "
+                "validation and test parts of 2 rows, "
                 f"with data.val_fraction={val_fraction} and data.test_fraction={test_fraction})", path)
         rows = train_end - d  # model-space training rows (at least num_steps + 1, as checked above)
         self.num_steps = num_steps or self._derive("num_steps", min(max(rows // 4, MIN_STEPS), MAX_STEPS, rows - 1))

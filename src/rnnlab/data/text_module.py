@@ -7,13 +7,27 @@ from typing import Annotated, Any, Mapping
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.base import TextData
 from rnnlab.data.corpus import load_ids
+from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
 from rnnlab.data.text import BOOK_PREFIX, PREPROCESSES, TOKENIZERS, Vocab, opening_prefix
 from rnnlab.errors import ConfigError
-from rnnlab.options import (BOOL, FILE_OR_NULL, FRACTION, NON_NEGATIVE_INT, OPEN_FRACTION, POSITIVE_INT, PREFIX, SEED,
-                            STRING, Name, checked, choice, integer, nullable)
+from rnnlab.options import (
+    BOOL,
+    FILE_OR_NULL,
+    FRACTION,
+    NON_NEGATIVE_INT,
+    OPEN_FRACTION,
+    POSITIVE_INT,
+    PREFIX,
+    SEED,
+    STRING,
+    Name,
+    checked,
+    choice,
+    integer,
+    nullable,
+)
 
 
 def held_out_parts(values: Mapping[str, Any], name: Name) -> None:

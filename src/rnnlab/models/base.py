@@ -1,4 +1,5 @@
-"""The LightningModule base of rnnlab's tasks: a learning rate the LR finder can set, checkpoints stamped with their format."""
+"""The LightningModule base of rnnlab's tasks: a learning rate the LR finder can set, checkpoints stamped
+with their format."""
 
 from __future__ import annotations
 

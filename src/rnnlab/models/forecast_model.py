@@ -32,14 +32,24 @@ from rnnlab.baselines import Autoregression, persistence, seasonal_naive
 from rnnlab.data.sampling import SERIES_SAMPLINGS
 from rnnlab.data.series import SeriesSpec, to_levels, to_model_space
 from rnnlab.errors import ConfigError, require
-from rnnlab.models.forecaster import as_forecaster
 from rnnlab.models.base import RnnlabModule
+from rnnlab.models.forecaster import as_forecaster
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
-from rnnlab.options import (BOOL, HORIZONS, NON_NEGATIVE_INT, OPEN_FRACTION, POSITIVE_INT, Name, checked, choice, is_int,
-                            nullable)
+from rnnlab.options import (
+    BOOL,
+    HORIZONS,
+    NON_NEGATIVE_INT,
+    OPEN_FRACTION,
+    POSITIVE_INT,
+    Name,
+    checked,
+    choice,
+    is_int,
+    nullable,
+)
 
 
 def scores(pred: Tensor, target: Tensor, scale: Tensor) -> dict[str, Tensor]:
@@ -105,7 +115,8 @@ class ForecastModel(OptimizerStepLogging, RnnlabModule):
         super().__init__()
         # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
         core, scheduler = plain_spec(core, "module.core"), plain_spec(scheduler, "module.scheduler")
-        optimizer = plain_spec(optimizer if optimizer is not None else {"_target_": "torch.optim.Adam"}, "module.optimizer")
+        optimizer = plain_spec(optimizer if optimizer is not None else {"_target_": "torch.optim.Adam"},
+                               "module.optimizer")
         self.save_hyperparameters(logger=False)
         self.spec = SeriesSpec(**series)
         columns = len(self.spec.columns)

@@ -16,14 +16,13 @@ from torch.nn import functional as F
 from rnnlab.data.text import BOOK_PREFIX, TOKENIZERS, Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
-from rnnlab.models.cores import output_size, weight_drop_names
 from rnnlab.models.base import RnnlabModule
+from rnnlab.models.cores import output_size, weight_drop_names
 from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
 from rnnlab.options import FRACTION, POSITIVE_INT, checked, choice, nullable
-
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +230,8 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         unknown = self.unknown_prefix_tokens(prefix)
         if unknown:
             kind = {"word": "words", "byte": "bytes"}.get(self.token, "characters")
-            shown = ", ".join(repr(t) for t in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
+            shown = ", ".join(repr(t) for t in unknown[:10]) + (
+                f" and {len(unknown) - 10} more" if len(unknown) > 10 else "")
             log.warning("sample prefix %r has %s outside the vocabulary, read as <unk>: %s; give a prefix in the "
                         "corpus's own text", prefix, kind, shown)
 

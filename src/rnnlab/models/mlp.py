@@ -7,8 +7,8 @@ from typing import Annotated
 import torch
 from torch import Tensor, nn
 
-from rnnlab.options import POSITIVE_INT, checked
 from rnnlab.models.forecaster import Forecaster
+from rnnlab.options import POSITIVE_INT, checked
 
 
 class AutoregressiveMLP(Forecaster):

@@ -21,4 +21,5 @@ def configure_optimizers(module):
     optimizer = optimizer_from_spec(spec, module.parameters())
     if module.hparams.get("scheduler") is None:
         return optimizer
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler_from_spec(module.hparams.scheduler, optimizer)}}
+    return {"optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler_from_spec(module.hparams.scheduler, optimizer)}}

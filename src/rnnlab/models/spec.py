@@ -5,7 +5,8 @@ A checkpoint's hyperparameters hold only names, numbers, strings and lists, so i
 config node of conf/model, conf/optimizer or a scheduler as a plain dict, e.g.
 `{"_target_": "rnnlab.models.build_core", "kind": "lstm", "hidden_size": 256}` (for a recurrent
 core `_target_` may be left out: `{"kind": "gru"}`) or `{"_target_": "torch.optim.SGD", "lr": 1.0}`.
-`_partial_` (in configs written before 2026-12) is ignored: the builders supply the run-time arguments (input size, parameters, optimizer).
+`_partial_` (in configs written before 2026-12) is ignored: the builders supply the run-time arguments
+(input size, parameters, optimizer).
 
 Each builder accepts only targets of its kind (the core factory or an nn.Module class, an
 optimizer class, a scheduler class), so a spec read from a checkpoint cannot call arbitrary code.
@@ -88,7 +89,8 @@ def optimizer_from_spec(spec: Mapping, params) -> torch.optim.Optimizer:
     """Build the optimizer a spec describes (a torch.optim.Optimizer class and its arguments) over `params`."""
     target = _target(spec, None, "optimizer")
     if not (isinstance(target, type) and issubclass(target, torch.optim.Optimizer)):
-        raise ConfigError(f"optimizer._target_={spec.get('_target_')!r} is invalid: must be a torch.optim.Optimizer class")
+        raise ConfigError(f"optimizer._target_={spec.get('_target_')!r} is invalid: "
+                          "must be a torch.optim.Optimizer class")
     return target(params, **_options(spec))
 
 

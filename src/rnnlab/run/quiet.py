@@ -123,7 +123,8 @@ class OtherProcessesLogOnlyErrors(Callback):
             return
         with read_write(logging_config), open_dict(logging_config):
             handlers = logging_config.handlers
-            files = [name for name, handler in handlers.items() if isinstance(handler, DictConfig) and "filename" in handler]
+            files = [name for name, handler in handlers.items()
+                     if isinstance(handler, DictConfig) and "filename" in handler]
             for name in files:
                 del handlers[name]
             for handler in handlers.values():
