@@ -62,7 +62,8 @@ def missing_extra_line(error: BaseException) -> str | None:
     m = re.search(r"Could not find 'hydra/(sweeper|launcher)/(\w+)'", message)
     if m:
         kind, option = m.groups()
-        package = f"hydra-{option.split('_')[0]}-{kind}"  # Hydra's plugins: hydra-optuna-sweeper, hydra-submitit-launcher
+        # Hydra's plugins: hydra-optuna-sweeper, hydra-submitit-launcher
+        package = f"hydra-{option.split('_')[0]}-{kind}"
         command = install_command(package)
         if command is None:  # not one of rnnlab's extras (or a misspelt plugin): Hydra's line lists what there is
             return None

@@ -19,7 +19,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 GROUPS = ("task", "model", "optimizer", "module", "data", "trainer")
 # Settings that say where or how a run executes, not what it trains.
 NOISE = {
-    "task/monitor", "data/val_batch_size",
+    "task/monitor", "task/summary", "data/val_batch_size",
     "trainer/default_root_dir", "trainer/accelerator", "trainer/devices", "trainer/strategy", "trainer/num_nodes",
     "trainer/enable_progress_bar", "trainer/enable_model_summary", "trainer/enable_checkpointing",
     "trainer/num_sanity_val_steps", "trainer/log_every_n_steps", "trainer/use_distributed_sampler",

@@ -16,10 +16,9 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
-
-from lightning.pytorch.utilities import rank_zero_only
 
 from rnnlab.callbacks import code_block, show_trailing_whitespace
 from rnnlab.checkpoints import read_checkpoint

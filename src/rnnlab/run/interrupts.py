@@ -6,7 +6,7 @@ waiting for: rnnlab.callbacks.InterruptCheckpoint takes the signal there and sav
 In every other phase nothing is worth finishing, so the signal stops the run where it is: the handler
 raises `Interrupted`. Lightning turns a KeyboardInterrupt inside fit, test or the learning-rate
 finder into its own shutdown and SystemExit(1); `Phases.enter` turns that back into `Interrupted`.
-rnnlab.run.job.main_task records it (metrics.json `status: interrupted`, the phase, the checkpoint
+rnnlab.run.result.finish records it (metrics.json `status: interrupted`, the phase, the checkpoint
 to resume from), prints one line and exits with status 1.
 """
 

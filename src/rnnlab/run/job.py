@@ -17,8 +17,8 @@ import json
 import logging
 import re
 import time
-from fnmatch import fnmatchcase
 import warnings
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,11 @@ from omegaconf.errors import InterpolationResolutionError
 
 from rnnlab.callbacks import InterruptCheckpoint
 from rnnlab.checkpoint_io import remove_stale_temporaries
+from rnnlab.dashboard.hparams import flat_settings
+from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError, error_line
 from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.interrupts import AFTER_TRAINING, BEFORE_TRAINING, TRAINING, Interrupted, Phases
-from rnnlab.dashboard.hparams import flat_settings
-from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.run.outputs import trained_metrics
 from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
 from rnnlab.run.result import RunResult, finish, report  # noqa: F401  (report: imported from here by tests)
@@ -53,7 +53,8 @@ silence_advertisements()
 
 
 def is_debug_run(cfg: DictConfig) -> bool:
-    """A `debug=...` preset, Lightning's fast_dev_run or overfit_batches: recorded as status "debug", never as a result."""
+    """A `debug=...` preset, Lightning's fast_dev_run or overfit_batches: recorded as status "debug", never as
+    a result."""
     trainer = cfg.trainer
     return bool(cfg.get("debug_run") or trainer.get("fast_dev_run") or trainer.get("overfit_batches"))
 

@@ -28,6 +28,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.compat import RANK_VARIABLES
 from rnnlab.errors import ConfigError, error_line
 from rnnlab.run.result import end_before_run
 
@@ -188,11 +189,9 @@ def discard_if_unused(directory: Path, created: Path, job_name: str | None) -> b
     return not directory.exists()
 
 
-# The variables Lightning reads a process's rank from (lightning.fabric.utilities.rank_zero._get_rank,
-# a private function: tests/runs/test_reliability_eval.py fails if its list changes). With none set
+# With none of the variables Lightning reads a process's rank from set (rnnlab.compat.RANK_VARIABLES)
 # and Lightning not imported, this is rank 0 without importing it: a refused run then ends in about
 # 1 s instead of 4-5 s (measured on 2 CPU cores: importing Lightning and torch).
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def _rank_zero() -> bool:
