@@ -242,8 +242,11 @@ def test_process_hydra_composition_error_is_one_line(tmp_path, override, line):
     pytest.param("model=mlp", "error: model.tau cannot be resolved (Interpolation key 'data.tau' not found): the "
                  "chosen config groups do not go together (task=lm, model=mlp, data=timemachine)",
                  marks=pytest.mark.slow),
-    ("~optimizer", "error: module.optimizer cannot be resolved (Interpolation key 'optimizer' not found): the "
-                   "chosen config groups do not go together (task=lm, model=lstm, data=timemachine)"),
+    # slow: each real-command test costs a process start (~7 s on 2 cores); the in-process table checks the
+    # same lines in the default suite, and test_process_bad_trainer_option_one_line_no_event_file the command.
+    pytest.param("~optimizer", "error: module.optimizer cannot be resolved (Interpolation key 'optimizer' not "
+                 "found): the chosen config groups do not go together (task=lm, model=lstm, data=timemachine)",
+                 marks=pytest.mark.slow),
 ])
 def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override, line):
     run = tmp_path / "run"
@@ -254,8 +257,8 @@ def test_process_groups_that_do_not_go_together_are_one_line(tmp_path, override,
 
 
 @pytest.mark.parametrize("overrides, line", [
-    (["data=sine"], "error: data=sine is a forecasting data set: add task=forecast "
-                    "(python train.py task=forecast data=sine ...)"),
+    pytest.param(["data=sine"], "error: data=sine is a forecasting data set: add task=forecast "
+                 "(python train.py task=forecast data=sine ...)", marks=pytest.mark.slow),  # in-process table too
     pytest.param(["task=forecast", "data=timemachine"], "error: data=timemachine is a text data set (language "
                  "modelling): use task=lm (python train.py task=lm data=timemachine ...)",
                  # slow: the in-process table checks it too; one process run stays in the default suite
@@ -308,6 +311,7 @@ def test_a_bug_in_the_task_keeps_its_traceback(monkeypatch):
         common.run(task_bug)
 
 
+@pytest.mark.slow  # the in-process table refuses a FIFO too (data.path={fifo}); this is the real command
 def test_process_fifo_data_path_is_refused_without_reading(tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

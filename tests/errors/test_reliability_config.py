@@ -199,6 +199,7 @@ def train(*args: str, home: Path | None = None):
                           capture_output=True, text=True, timeout=240, env=env)
 
 
+@pytest.mark.slow  # the in-process table refuses the same keys; this is the real command
 def test_process_command_line_key_nothing_declares(tmp_path):
     """`+tune.lr_finder=true` (a typo of tune.lr_find) trained normally; the line names the key as given."""
     run = tmp_path / "run"
