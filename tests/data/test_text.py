@@ -11,7 +11,7 @@ def test_preprocess_collapses_non_letters_and_lowercases():
 def test_tokenize_char_and_word():
     assert tokenize(["ab c", "d"], "char") == ["a", "b", " ", "c", "d"]  # lines joined as the book does
     assert tokenize(["ab  c", "d"], "word") == ["ab", "c", "d"]
-    with pytest.raises(ConfigError, match="data.token='bpe'.*char, word"):
+    with pytest.raises(ConfigError, match="^token='bpe'.*char, word"):
         tokenize(["ab"], "bpe")
 
 

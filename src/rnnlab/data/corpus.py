@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Annotated, Callable, Iterator
 
 import numpy as np
 
 from rnnlab.data import cache
-from rnnlab.data.text import PREPROCESSES, TOKENIZERS, Vocab, default_corpus_path
-from rnnlab.errors import ConfigError, require_choice, require_regular_file
+from rnnlab.data.text import PREPROCESS, TOKEN, Vocab, default_corpus_path
+from rnnlab.errors import ConfigError, require_regular_file
+from rnnlab.options import checked
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: chunk temporaries (~20x a chunk) stay far below the file size
 CODE_POINTS = 0x110000
@@ -332,15 +333,15 @@ def _byte_ids(p: Path, mode: str, max_tokens: int | None):
     return (ids, Vocab.from_tokens_list([chr(i) for i in range(256)])) if ids.size else (None, None)
 
 
-def load_ids(path: str | Path | None, token: str = "char", preprocess: str = "book", min_freq: int = 0,
+@checked()
+def load_ids(path: str | Path | None, token: Annotated[str, TOKEN] = "char",
+             preprocess: Annotated[str, PREPROCESS] = "book", min_freq: int = 0,
              max_vocab: int | None = None, unk: bool = True, max_tokens: int | None = None,
              cache_dir: str | Path | None = None) -> tuple[np.ndarray, Vocab]:
     """Token ids (narrowest integer numpy array) and vocabulary of a text file, through the cache if given.
 
     The vocabulary covers the whole corpus; then the first `max_tokens` ids are kept (the book's order).
     """
-    require_choice("data.token", token, TOKENIZERS)
-    require_choice("data.preprocess", preprocess, PREPROCESSES)
     p = check_regular_file(path)
     max_tokens = max_tokens or None
     options = dict(token=token, preprocess=preprocess, min_freq=min_freq, max_vocab=max_vocab, unk=unk,

@@ -11,12 +11,14 @@ import collections
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Annotated, Iterable, Sequence
 
-from rnnlab.errors import require_choice
+from rnnlab.options import checked, choice
 
 TOKENIZERS = ("char", "word", "byte")
 PREPROCESSES = ("book", "lower", "none")
+TOKEN = choice(*TOKENIZERS)          # the rule of every `token` option (data.token, the functions below)
+PREPROCESS = choice(*PREPROCESSES)   # the rule of every `preprocess` option
 BOOK_PREFIX = "time traveller"  # d2l's generation prefix, for The Time Machine with the book's preprocessing
 # The book reads lines with open(...).readlines(): universal newlines, so \r\n, \r and \n end a line.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -36,7 +38,8 @@ def read_text(path: str | Path | None) -> str:
     return decode_utf8(raw, p, 0, check_nul=True)
 
 
-def preprocess(text: str, mode: str = "book", strip: bool = True) -> list[str]:
+@checked()
+def preprocess(text: str, mode: Annotated[str, PREPROCESS] = "book", strip: bool = True) -> list[str]:
     """The text as units that tokens never cross: the book's cleaned lines, or the whole text as one unit.
 
     `book` is d2l's `read_time_machine`, line by line: every run of non-letters becomes one space,
@@ -44,7 +47,6 @@ def preprocess(text: str, mode: str = "book", strip: bool = True) -> list[str]:
     corpus. `lower` only lower-cases and `none` keeps every character, newlines included, so the
     text stays one unit. `strip=False` keeps a prefix's trailing space (the book's 'time traveller ').
     """
-    require_choice("data.preprocess", mode, PREPROCESSES)
     if mode == "lower":
         return [text.lower()]
     if mode == "none":
@@ -53,12 +55,12 @@ def preprocess(text: str, mode: str = "book", strip: bool = True) -> list[str]:
     return [line.strip() for line in lines] if strip else lines
 
 
-def tokenize(lines: Sequence[str], token: str) -> list[str]:
+@checked()
+def tokenize(lines: Sequence[str], token: Annotated[str, TOKEN]) -> list[str]:
     """Characters of all units joined, the whitespace-separated words of every unit, or UTF-8 bytes.
 
     A byte is the one-character string of its value (latin-1), so 256 ids cover every file.
     """
-    require_choice("data.token", token, TOKENIZERS)
     if token == "char":
         return [ch for line in lines for ch in line]
     if token == "byte":

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from rnnlab.data.base import TextData
 from rnnlab.data.corpus import load_ids
 from rnnlab.data.sampling import SAMPLINGS, eval_stream_batches, make_sampler, window_loader
-from rnnlab.data.text import BOOK_PREFIX, PREPROCESSES, TOKENIZERS, Vocab, opening_prefix
+from rnnlab.data.text import BOOK_PREFIX, PREPROCESS, TOKEN, Vocab, opening_prefix
 from rnnlab.errors import ConfigError
 from rnnlab.options import (
     BOOL,
@@ -65,7 +65,7 @@ class TextDataModule(TextData):
     def __init__(
         self,
         path: Annotated[str | None, FILE_OR_NULL] = None,
-        token: Annotated[str, choice(*TOKENIZERS)] = "char",
+        token: Annotated[str, TOKEN] = "char",
         sampling: Annotated[str, choice(*SAMPLINGS)] = "sequential",
         batch_size: Annotated[int, POSITIVE_INT] = 32,
         num_steps: Annotated[int, POSITIVE_INT] = 35,
@@ -75,7 +75,7 @@ class TextDataModule(TextData):
         min_freq: Annotated[int, NON_NEGATIVE_INT] = 0,
         val_batch_size: Annotated[int, POSITIVE_INT] = 32,
         seed: Annotated[int, SEED] = 0,
-        preprocess: Annotated[str, choice(*PREPROCESSES)] = "book",
+        preprocess: Annotated[str, PREPROCESS] = "book",
         max_vocab: Annotated[int | None, nullable(integer(2, allowed="must be an integer >= 2 (<unk> and one token)"),
                                                   "no cap")] = None,
         unk: Annotated[bool, BOOL] = True,

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnlab.data.text import BOOK_PREFIX, TOKENIZERS, Vocab, prefix_tokens
+from rnnlab.data.text import BOOK_PREFIX, TOKEN, Vocab, prefix_tokens
 from rnnlab.errors import ConfigError
 from rnnlab.metrics import TokenNLL
 from rnnlab.models.base import RnnlabModule
@@ -22,7 +22,7 @@ from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
-from rnnlab.options import FRACTION, POSITIVE_INT, checked, choice, nullable
+from rnnlab.options import FRACTION, POSITIVE_INT, checked, nullable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         self,
         core: Mapping[str, Any],
         vocab: Sequence[str],
-        token: Annotated[str, choice(*TOKENIZERS)] = "char",
+        token: Annotated[str, TOKEN] = "char",
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         embedding_dim: Annotated[int | None, nullable(POSITIVE_INT, "one-hot input")] = None,
