@@ -67,7 +67,7 @@ def test_a_wrong_data_sep_is_one_line_naming_the_separator_the_file_has(tmp_path
                                           r"column with it: the file looks separated by ';'") as info:
         read_table(path, time_column="date", sep=",")
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match=r"^data.sep=':' is invalid: allowed values are ',', ';', '\|', tab, or null"):
+    with pytest.raises(ConfigError, match=r"^sep=':' is invalid: allowed values are ',', ';', '\|', tab, or null"):
         read_table(path, sep=":")
 
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rnnlab.data.base import SeriesData
 from rnnlab.data.sampling import SERIES_SAMPLINGS, make_sampler, window_loader
-from rnnlab.data.table import BUNDLED_DIR, SEP_ALLOWED, SEPARATORS, as_list, read_table
+from rnnlab.data.table import BUNDLED_DIR, MISSING, SEPARATOR, as_list, read_table
 from rnnlab.errors import ConfigError, require
 from rnnlab.options import (
     BOOL,
@@ -41,7 +41,6 @@ from rnnlab.options import (
     SEED,
     STRING,
     Name,
-    Rule,
     checked,
     choice,
     either,
@@ -88,7 +87,6 @@ def to_levels(pred: Tensor, last: Tensor, mean: Tensor, std: Tensor, difference:
     return last[:, None] + pred.cumsum(1) if difference else pred
 
 
-SEPARATOR = Rule(lambda v: v is None or (isinstance(v, str) and v in SEPARATORS), SEP_ALLOWED)
 
 
 def path_or_bundled(values: Mapping[str, Any], name: Name) -> None:
@@ -177,7 +175,7 @@ class SeriesDataModule(ForecastData):
                  bundled: Annotated[str | None, nullable(choice(*BUNDLED), "data.path")] = None,
                  columns=None, target=None, time_column=None,
                  time_format: Annotated[str | None, nullable(STRING, "parsed as is")] = None,
-                 missing: Annotated[str, choice("error", "interpolate")] = "error",
+                 missing: Annotated[str, MISSING] = "error",
                  difference: Annotated[bool | str, either(BOOL, choice("auto"), allowed="must be true, false or auto "
                                                           "(from the training part)")] = "auto",
                  season: Annotated[int | None, nullable(POSITIVE_INT, "no seasonal baseline")] = None,

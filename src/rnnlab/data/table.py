@@ -17,18 +17,22 @@ import csv
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_integer_dtype, is_numeric_dtype
 from pandas.tseries.api import guess_datetime_format
 
-from rnnlab.errors import ConfigError, require, require_choice
+from rnnlab.errors import ConfigError, require
+from rnnlab.options import Rule, checked, choice
 
-MISSING = ("error", "interpolate")
 BUNDLED_DIR = Path(__file__).resolve().parent
 SEPARATORS = {",": ",", ";": ";", "|": "|", "\t": "\t", "\\t": "\t", "tab": "\t"}  # data.sep's spellings
 SEP_ALLOWED = "allowed values are ',', ';', '|', tab, or null (sniffed from the file's first lines)"
+# The rules of the options every reader of a series file takes (data.missing, data.sep; read_table's own).
+MISSING = choice("error", "interpolate")
+SEPARATOR = Rule(lambda v: v is None or (isinstance(v, str) and v in SEPARATORS), SEP_ALLOWED)
 SNIFF_BYTES, SNIFF_LINES = 65536, 50  # the sample the separator is sniffed from
 CHUNK_ROWS = 16384  # rows parsed at a time (more: faster by little, a larger peak of memory)
 TAIL_ROWS = 1000  # rows of the time columns kept to date the rows after the last
@@ -55,14 +59,13 @@ def as_list(value) -> list[str] | None:
     return [str(value)] if isinstance(value, (str, int)) else [str(v) for v in value]
 
 
+@checked()
 def read_table(path, columns=None, target=None, time_column=None, time_format=None,
-               missing: str = "error", sep: str | None = None) -> SeriesTable:
+               missing: Annotated[str, MISSING] = "error", sep: Annotated[str | None, SEPARATOR] = None) -> SeriesTable:
     """Read and check one CSV file; see the module docstring."""
-    require_choice("data.missing", missing, MISSING)
     path = None if path is None else str(Path(path).expanduser())  # `~/x` as the text corpus reads it
     require(path is not None and Path(path).is_file(), "data.path",
             ("" if path is None else "no such file: ") + "give a CSV file (or data.bundled=co2|macro)", path)
-    require(sep is None or (isinstance(sep, str) and sep in SEPARATORS), "data.sep", SEP_ALLOWED, sep)
     if Path(path).stat().st_size == 0:
         raise ConfigError(f"data.path={str(path)!r} is invalid: the file is empty (0 bytes)")
     char = SEPARATORS[sep] if sep is not None else sniff_sep(path)
