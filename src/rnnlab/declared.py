@@ -1,5 +1,5 @@
 """The keys the config files declare, so that a key nothing declares (`+tune.lr_finder=true`, a typo in an
-experiment file) is refused instead of silently ignored (rnnlab.schema.check_declared_keys).
+experiment file) is refused instead of silently ignored (check_declared_keys, below; rnnlab.schema runs it).
 
 A node's keys are declared by the config that fills it: the entry config (conf/train.yaml, conf/eval.yaml)
 and, for a node a config group fills, the union over every option file of that group, placed at its
@@ -12,13 +12,17 @@ nodes are not described here: their keys are their target's parameters (rnnlab.s
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from rnnlab.errors import ConfigError
+from rnnlab.options import shown
 
 try:  # the package's configs (an installed wheel holds a copy of conf/)
     from rnnlab.configs import CONF_DIR as CONF
@@ -238,3 +242,36 @@ def command_line_key(path: str) -> str:
     except Exception:
         pass
     return path
+
+
+def check_declared_keys(cfg: DictConfig, entry: str) -> None:
+    """Every key of a plain node is one the config files declare for it; a map of named
+    objects (callbacks, logger, evaluation) takes any name whose value is a `_target_` node or null."""
+    _check_keys(cfg, declared(entry), "")
+
+
+def _check_keys(node: DictConfig, decl: Decl, prefix: str) -> None:
+    if not decl:  # declared empty (eval.yaml's `data: {}`): any key
+        return
+    named_objects = decl.is_map()
+    for key in node.keys():
+        key, path = str(key), f"{prefix}{key}"
+        if prefix == "" and key in SKIPPED:
+            continue
+        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
+            continue
+        child = node[key]
+        if named_objects:
+            if child is not None and not (isinstance(child, DictConfig) and "_target_" in child):
+                plain = isinstance(child, (DictConfig, ListConfig))
+                value = OmegaConf.to_container(child, resolve=True) if plain else child
+                raise ConfigError(f"{path}={shown(value)} is invalid: {prefix[:-1]} holds named objects: give "
+                                  f"{path} a node with a _target_, or null")
+            continue
+        if key not in decl:
+            close = difflib.get_close_matches(key, list(decl), n=1)
+            where = f"{prefix[:-1]} has" if prefix else "the config's top level has"
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"{command_line_key(path)} is not an option: {where} {', '.join(decl)}{hint}")
+        if isinstance(decl[key], Decl) and isinstance(child, DictConfig) and "_target_" not in child:
+            _check_keys(child, decl[key], f"{path}.")

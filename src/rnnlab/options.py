@@ -189,6 +189,19 @@ def _declared(fn: Callable) -> tuple[dict[str, Rule | Check], dict[str, Any]]:
     return rules, defaults
 
 
+@functools.lru_cache(maxsize=None)
+def located(target: str | None) -> Any:
+    """The object a config's `_target_` names (None if it cannot be imported)."""
+    if not isinstance(target, str):
+        return None
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception:
+        return None
+
+
 def rules_of(obj: Any) -> dict[str, Rule | Check]:
     """The rules `obj` (a class or a function) declares in its signature, by option; {} for others."""
     return _declarations(obj)[0]

@@ -1,164 +1,47 @@
 """The config schema: every option's type and range, checked on the whole composed config before
 anything is built, so that a bad value ends with one line and leaves no checkpoint, event file or result.
 
-rnnlab's own classes declare their options once, in their signatures (rnnlab.options: `batch_size:
-Annotated[int, POSITIVE_INT] = 32`, cross-field checks given to `@checked`); this module reads them for
-each `_target_` node and names a bad value by its config path. Classes of other libraries (the Trainer,
-torch's optimizers, Lightning's callbacks) have their rules in THIRD_PARTY_RULES below. Every `_target_`
-node is also checked for keys its target does not take (from its signature), and every other node for
-keys the config files do not declare for it (rnnlab.declared: `+tune.lr_finder=true`). What remains here
-are the rules of top-level keys and the checks that need more than one node (a core against the
-memory of the device, early stopping against the checkpoints); checks that need the data (a corpus
-too short for one batch, a file that is not UTF-8) stay with the data code.
+A generic validator: each `_target_` node is checked against the rules its class declares in its signature
+(rnnlab's own classes: rnnlab.options) or, for other libraries' classes, against rnnlab.library_rules; for
+keys its target does not take; and every plain node for keys the config files do not declare
+(rnnlab.declared). Beside it: the rules of top-level keys, and the checks that read more than one node
+(the Trainer and the core against this machine: rnnlab.trainer_checks; early stopping against the
+checkpoints). Checks that need the data (a corpus too short for one batch, a file that is not UTF-8) stay
+with the data code.
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import os
-import warnings
-from functools import lru_cache
 from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from rnnlab.declared import SKIPPED, Decl, command_line_key, declared
+from rnnlab.declared import check_declared_keys
 from rnnlab.errors import ConfigError
+from rnnlab.library_rules import LIBRARY_RULES
 from rnnlab.options import (
     BOOL,
-    FRACTION,
-    NON_NEGATIVE,
     NON_NEGATIVE_INT,
     POSITIVE,
-    POSITIVE_INT,
     PREFIX,
     SEED,
-    STRING,
     TEMPERATURE,
     Rule,
     check_values,
     choice,
-    either,
     integer,
-    is_int,
     is_number,
-    list_of,
     nullable,
-    number,
     rules_of,
-    shown,
 )
+from rnnlab.options import (
+    located as _located,
+)
+from rnnlab.trainer_checks import check_core_fits, check_trainer
 
 Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
-
-
-# Choices that come from the libraries themselves ---------------------------------------------------------
-@lru_cache(maxsize=None)
-def _lightning_choices() -> dict[str, tuple]:
-    from lightning.pytorch.accelerators import AcceleratorRegistry
-    from lightning.pytorch.strategies import StrategyRegistry
-
-    from rnnlab.compat import precision_choices
-
-    return {"accelerator": ("auto", "cpu", "gpu", *sorted(AcceleratorRegistry.available_accelerators() - {"cpu"})),
-            "strategy": ("auto", *StrategyRegistry.available_strategies()),
-            "precision": precision_choices()}
-
-
-def _lightning_choice(name: str) -> Check:
-    def check(option: str, value: Any) -> None:
-        choice(*_lightning_choices()[name])(option, value)
-    return check
-
-
-DEVICES = either(integer(1), Rule(lambda v: v == -1 and is_int(v), ""), Rule(lambda v: v == "auto", ""),
-                 list_of(NON_NEGATIVE_INT),
-                 Rule(lambda v: isinstance(v, str) and v.replace(",", "").strip().isdigit(), ""),
-                 allowed="must be a positive integer, -1 (all), auto, or a list of device indices")
-BATCHES = either(NON_NEGATIVE_INT, number(0, 1), allowed="must be an integer >= 0 (batches) or a fraction in [0, 1]")
-BETAS = list_of(FRACTION, 2, allowed="must be two numbers in [0, 1)")
-PLUGIN = Rule(lambda v: isinstance(v, dict) and "_target_" in v, "")
-PLUGINS = either(PLUGIN, list_of(PLUGIN), allowed="must be a list of nodes with a _target_ (Lightning's Precision, "
-                 "CheckpointIO, ClusterEnvironment or LayerSync plugins); a precision by name is trainer.precision")
-
-# Options of other libraries' classes, per `_target_`: one line each. ----------------------------------
-THIRD_PARTY_RULES: dict[str, dict[str, Check]] = {
-    "lightning.pytorch.Trainer": {
-        "accelerator": _lightning_choice("accelerator"),
-        "strategy": _lightning_choice("strategy"),
-        "devices": DEVICES,
-        "num_nodes": POSITIVE_INT,
-        "precision": lambda o, v: None if v is None else _lightning_choice("precision")(o, v),
-        "max_epochs": nullable(integer(-1, allowed="must be a positive integer or -1 (with trainer.max_steps)"),
-                               "Lightning's default"),
-        "min_epochs": nullable(NON_NEGATIVE_INT, "none"),
-        "max_steps": integer(-1, allowed="must be -1 (no limit) or a positive integer"),
-        "min_steps": nullable(NON_NEGATIVE_INT, "none"),
-        "gradient_clip_val": nullable(NON_NEGATIVE, "no clipping"),
-        "gradient_clip_algorithm": nullable(choice("norm", "value"), "norm"),
-        "log_every_n_steps": nullable(integer(0, allowed="must be an integer >= 0 (0: no per-step logging)"),
-                                      "50"),
-        "check_val_every_n_epoch": nullable(POSITIVE_INT, "validate on val_check_interval only"),
-        "val_check_interval": nullable(either(POSITIVE_INT, number(0, 1, low_open=True),
-                                              allowed="must be a positive integer (batches) or a fraction in (0, 1]"),
-                                       "once per epoch"),
-        "limit_train_batches": nullable(BATCHES, "all"),
-        "limit_val_batches": nullable(BATCHES, "all"),
-        "limit_test_batches": nullable(BATCHES, "all"),
-        "overfit_batches": BATCHES,
-        "num_sanity_val_steps": nullable(integer(-1, allowed="must be an integer >= -1 (-1: all)"), "2"),
-        "accumulate_grad_batches": POSITIVE_INT,
-        "fast_dev_run": either(BOOL, NON_NEGATIVE_INT, allowed="must be true, false or an integer >= 0"),
-        "enable_progress_bar": nullable(BOOL, "true"),
-        "enable_model_summary": nullable(BOOL, "true"),
-        "enable_checkpointing": nullable(BOOL, "true"),
-        "deterministic": nullable(either(BOOL, choice("warn"), allowed="must be true, false or warn"), "false"),
-        "benchmark": nullable(BOOL, "cuDNN's default"),
-        "detect_anomaly": BOOL,
-        "use_distributed_sampler": BOOL,
-        "inference_mode": BOOL,
-        "sync_batchnorm": BOOL,
-        "reload_dataloaders_every_n_epochs": NON_NEGATIVE_INT,
-        "plugins": nullable(PLUGINS, "the atomic checkpoint writer only"),
-    },
-    "torch.optim.SGD": {
-        "lr": POSITIVE, "momentum": NON_NEGATIVE, "dampening": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
-        "nesterov": BOOL, "maximize": BOOL,
-    },
-    "torch.optim.Adam": {
-        "lr": POSITIVE, "betas": BETAS, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "amsgrad": BOOL,
-        "maximize": BOOL,
-    },
-    "torch.optim.AdamW": {
-        "lr": POSITIVE, "betas": BETAS, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "amsgrad": BOOL,
-        "maximize": BOOL,
-    },
-    "torch.optim.lr_scheduler.CosineAnnealingLR": {"T_max": POSITIVE_INT, "eta_min": NON_NEGATIVE},
-    "torch.optim.lr_scheduler.StepLR": {"step_size": POSITIVE_INT, "gamma": POSITIVE},
-    "rnnlab.callbacks.early_stopping": {
-        "patience": nullable(NON_NEGATIVE_INT, "off"),
-        "monitor": STRING,
-        "mode": choice("min", "max"),
-        "min_delta": NON_NEGATIVE,
-        "check_finite": BOOL,
-        "stopping_threshold": nullable(number(), "none"),
-        "divergence_threshold": nullable(number(), "none"),
-        "check_on_train_epoch_end": nullable(BOOL, "Lightning's choice"),
-    },
-    "lightning.pytorch.callbacks.ModelCheckpoint": {
-        "save_top_k": integer(-1, allowed="must be an integer >= -1 (-1: all)"),
-        "mode": choice("min", "max"),
-        "save_last": nullable(either(BOOL, choice("link"), allowed="must be true, false or link"), "false"),
-        "every_n_epochs": nullable(NON_NEGATIVE_INT, "every epoch"),
-        "every_n_train_steps": nullable(NON_NEGATIVE_INT, "off"),
-        "save_on_train_epoch_end": nullable(BOOL, "Lightning's choice"),
-    },
-    "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": nullable(choice("step", "epoch"), "both")},
-    "lightning.pytorch.callbacks.EMAWeightAveraging": {"decay": number(0, 1),
-                                                       "update_every_n_steps": POSITIVE_INT},
-}
 
 # Top-level keys, by path.
 PATH_RULES: dict[str, Check] = {
@@ -176,121 +59,6 @@ PATH_RULES: dict[str, Check] = {
 
 
 # Cross-field checks that need only the config -------------------------------------------------------
-def _check_trainer(node: dict, path: str, cfg: DictConfig) -> None:
-    max_epochs, max_steps = node.get("max_epochs"), node.get("max_steps", -1)
-    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1 or (max_epochs == -1 and max_steps < 1)):
-        raise ConfigError(f"{path}.max_epochs={max_epochs!r} is invalid: must be a positive integer "
-                          f"(or -1 together with a positive {path}.max_steps)")
-    if max_steps == 0:
-        raise ConfigError(f"{path}.max_steps=0 is invalid: it trains nothing; give -1 (no limit) or a positive integer")
-    if node.get("limit_train_batches") == 0 and not isinstance(node.get("limit_train_batches"), bool):
-        raise ConfigError(f"{path}.limit_train_batches={node['limit_train_batches']!r} is invalid: it trains nothing; "
-                          "give a number of batches >= 1, a fraction in (0, 1], or null (all)")
-    accelerator = node.get("accelerator", "auto")
-    if accelerator not in (None, "auto", "cpu"):
-        _check_accelerator_available(f"{path}.accelerator", accelerator)
-    _check_precision_plugin(node, path)
-    devices = node.get("devices", "auto")
-    if _runs_on_cpu(accelerator) and devices != "auto" and not (is_int(devices) and devices >= 1) and not (
-            isinstance(devices, str) and devices.strip().isdigit() and int(devices) >= 1):
-        # Lightning's CPUAccelerator takes a number of processes only (TypeError otherwise, 2.6).
-        raise ConfigError(f"{path}.devices={shown(devices)} is invalid on the CPU: give a number of processes (1, or "
-                          f"more with {path}.strategy=ddp); -1 (all) and device lists select GPUs "
-                          f"({path}.accelerator=gpu)")
-
-
-def _check_precision_plugin(node: dict, path: str) -> None:
-    """A Precision plugin in trainer.plugins and trainer.precision both set the precision (Lightning refuses)."""
-    from lightning.pytorch.plugins import Precision
-
-    plugins = node.get("plugins")
-    plugins = plugins if isinstance(plugins, list) else [plugins] if plugins else []
-    for plugin in plugins:
-        obj = _located(plugin.get("_target_"))
-        if node.get("precision") is not None and isinstance(obj, type) and issubclass(obj, Precision):
-            raise ConfigError(f"{path}.precision={node['precision']} and {path}.plugins ({plugin['_target_']}) both "
-                              f"set the precision: give one of them ({path}.precision=null with a precision plugin)")
-
-
-def _runs_on_cpu(accelerator: Any) -> bool:
-    """Whether the Trainer will run on the CPU: asked for, or `auto` on a machine without CUDA or MPS."""
-    if accelerator == "cpu":
-        return True
-    if accelerator not in (None, "auto"):
-        return False
-    import torch
-
-    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
-
-
-def _check_accelerator_available(option: str, accelerator: str) -> None:
-    """A named accelerator must be present on this machine (before Lightning says it less clearly)."""
-    import torch
-    from lightning.pytorch.accelerators import AcceleratorRegistry
-
-    if accelerator in ("gpu", "cuda"):
-        ok = torch.cuda.is_available() or (
-            accelerator == "gpu" and AcceleratorRegistry["mps"]["accelerator"].is_available())
-        if not ok:
-            raise ConfigError(f"{option}={accelerator} but no CUDA GPU is visible on this machine: use cpu or auto")
-    elif not AcceleratorRegistry[accelerator]["accelerator"].is_available():
-        raise ConfigError(f"{option}={accelerator} but no {accelerator.upper()} is available on this machine: "
-                          "use cpu or auto")
-
-
-def _core_parameters(node: dict) -> int:
-    """The parameters of the core the config describes (input width 1: a lower bound), counted on the meta
-    device: nothing is allocated, and every kind in CORES counts itself."""
-    import torch
-
-    options = {k: node[k] for k in ("kind", "hidden_size", "num_layers", "bidirectional", "nonlinearity") if k in node}
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from rnnlab.models.cores import build_core
-
-        return sum(p.numel() for p in build_core(input_size=1, **options).parameters())
-
-
-def _memory(cfg: DictConfig) -> tuple[int, str]:
-    """Bytes of memory one training process has, and where: the GPU's for CUDA, else the machine's."""
-    import torch
-
-    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
-    if accelerator in ("gpu", "cuda", "auto", None) and torch.cuda.is_available():
-        return min(torch.cuda.get_device_properties(i).total_memory
-                   for i in range(torch.cuda.device_count())), "each GPU's memory"
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
-    processes = devices if is_int(devices) and devices > 1 and _runs_on_cpu(accelerator) else 1
-    return memory // processes, "this machine's memory" + (f" per process of {processes}" if processes > 1 else "")
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-
-
-def _check_core_fits(node: dict, path: str, cfg: DictConfig) -> None:
-    """A core whose weights and gradients alone exceed the memory of the device it trains on is refused
-    before anything is allocated."""
-    if not all(is_int(node.get(k, 1)) for k in ("hidden_size", "num_layers")):
-        return
-    precision = str(OmegaConf.select(cfg, "trainer.precision", default=None) or "32")
-    width = 8 if precision.startswith("64") else 2 if precision in ("16-true", "bf16-true", "16", "bf16") else 4
-    params = _core_parameters(node)
-    needed = 2 * width * params  # the weights and their gradients: a lower bound of what training holds
-    memory, where = _memory(cfg)
-    if needed > memory:
-        options = f"{path}.hidden_size={node.get('hidden_size')}" + (
-            f" with {path}.num_layers={node['num_layers']}" if node.get("num_layers", 1) > 1 else "") + (
-            f" and {path}.bidirectional=true" if node.get("bidirectional") else "")
-        raise ConfigError(f"{options} is too large: the {node.get('kind')} core alone has {params:.3g} parameters, "
-                          f"{_size(needed)} with their gradients ({width}-byte values), more than {where} "
-                          f"({_size(memory)}); use a smaller {path}.hidden_size")
-
-
 def _check_sgd(node: dict, path: str, cfg: DictConfig) -> None:
     if node.get("nesterov") and (not node.get("momentum") or node.get("dampening", 0)):
         raise ConfigError(f"{path}.nesterov=true is invalid: it needs {path}.momentum > 0 and {path}.dampening=0")
@@ -315,27 +83,14 @@ def _check_tune(cfg: DictConfig) -> None:
 
 # Checks that read more than the node (the rest of the config, the machine), by `_target_`.
 TARGET_CHECKS: dict[str, list[Callable[[dict, str, DictConfig], None]]] = {
-    "rnnlab.models.build_core": [_check_core_fits],
+    "rnnlab.models.build_core": [check_core_fits],
     "rnnlab.callbacks.early_stopping": [_check_early_stopping],
-    "lightning.pytorch.Trainer": [_check_trainer],
+    "lightning.pytorch.Trainer": [check_trainer],
     "torch.optim.SGD": [_check_sgd],
 }
 
 
 # The validator -------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _located(target: str | None) -> Any:
-    """The object a `_target_` names (None if it cannot be imported)."""
-    if not isinstance(target, str):
-        return None
-    from hydra.utils import get_object
-
-    try:
-        return get_object(target)
-    except Exception:
-        return None
-
-
 def _by_object(table: dict[str, Any], target: str) -> Any:
     """The table entry for `target`, matched by the object it names, so re-exports match too."""
     if target in table:
@@ -378,7 +133,7 @@ def parameter_names(obj: Any) -> list[str] | None:
 
 def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> None:
     """One `_target_` node: its target imports, it has no unknown key, and every option is valid: by the
-    rules its signature declares (rnnlab's classes, with their cross-field checks) or THIRD_PARTY_RULES."""
+    rules its signature declares (rnnlab's classes, with their cross-field checks) or LIBRARY_RULES."""
     target = node.get("_target_")
     obj = _located(target)
     if obj is None:
@@ -390,7 +145,7 @@ def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> No
             if key not in allowed:
                 raise ConfigError(f"{path}.{key} is not an option of {target}: allowed are "
                                   + ", ".join(a for a in allowed if not a.startswith("_")))
-    third_party = _by_object(THIRD_PARTY_RULES, target)
+    third_party = _by_object(LIBRARY_RULES, target)
     rules = third_party if third_party is not None else rules_of(obj)
     values = {}
     for key in keys:
@@ -427,37 +182,6 @@ def _check_paths(cfg: DictConfig, rules: dict[str, Check]) -> None:
     for path, rule in rules.items():
         if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
             rule(path, _plain(OmegaConf.select(cfg, path)))
-
-
-def check_declared_keys(cfg: DictConfig, entry: str) -> None:
-    """Every key of a plain node is one the config files declare for it (rnnlab.declared); a map of named
-    objects (callbacks, logger, evaluation) takes any name whose value is a `_target_` node or null."""
-    _check_keys(cfg, declared(entry), "")
-
-
-def _check_keys(node: DictConfig, decl: Decl, prefix: str) -> None:
-    if not decl:  # declared empty (eval.yaml's `data: {}`): any key
-        return
-    named_objects = decl.is_map()
-    for key in node.keys():
-        key, path = str(key), f"{prefix}{key}"
-        if prefix == "" and key in SKIPPED:
-            continue
-        if OmegaConf.is_interpolation(node, key) or OmegaConf.is_missing(node, key):
-            continue
-        child = node[key]
-        if named_objects:
-            if child is not None and not (isinstance(child, DictConfig) and "_target_" in child):
-                raise ConfigError(f"{path}={shown(_plain(child))} is invalid: {prefix[:-1]} holds named objects: give "
-                                  f"{path} a node with a _target_, or null")
-            continue
-        if key not in decl:
-            close = difflib.get_close_matches(key, list(decl), n=1)
-            where = f"{prefix[:-1]} has" if prefix else "the config's top level has"
-            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise ConfigError(f"{command_line_key(path)} is not an option: {where} {', '.join(decl)}{hint}")
-        if isinstance(decl[key], Decl) and isinstance(child, DictConfig) and "_target_" not in child:
-            _check_keys(child, decl[key], f"{path}.")
 
 
 def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:

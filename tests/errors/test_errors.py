@@ -515,7 +515,7 @@ def test_train_and_commands_share_the_error_path(capsys):
 
 # The schema itself ---------------------------------------------------------------------------------------
 def test_schema_rules():
-    from rnnlab.schema import BOOL, FRACTION, POSITIVE_INT, SEED, TEMPERATURE, choice, nullable
+    from rnnlab.options import BOOL, FRACTION, POSITIVE_INT, SEED, TEMPERATURE, choice, nullable
 
     for rule, good, bad in [
         (POSITIVE_INT, [1, 7], [0, -1, 1.5, True, "3", None]),
