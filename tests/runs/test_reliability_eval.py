@@ -109,19 +109,12 @@ def test_eval_into_a_training_runs_directory_is_refused_untouched(tmp_path):
     assert snapshot(run) == before
 
 
-def test_the_guard_reads_the_rank_where_lightning_does(monkeypatch):
-    """rundir.RANK_VARIABLES mirrors Lightning's private _get_rank (the guard skips importing Lightning
-    when none is set): this fails if Lightning reads the rank from other variables."""
-    from lightning.fabric.utilities.rank_zero import _get_rank
+def test_the_guard_reads_the_rank_from_the_variables_compat_names():
+    """The guard skips importing Lightning when none of them is set (tests/test_compat.py checks that they
+    are the ones Lightning reads)."""
+    from rnnlab import compat
 
-    assert rundir.RANK_VARIABLES in _get_rank.__code__.co_consts
-    for key in rundir.RANK_VARIABLES:
-        monkeypatch.delenv(key, raising=False)
-    assert _get_rank() is None
-    for key in rundir.RANK_VARIABLES:
-        monkeypatch.setenv(key, "3")
-        assert _get_rank() == 3
-        monkeypatch.delenv(key)
+    assert rundir.RANK_VARIABLES is compat.RANK_VARIABLES
 
 
 # 2. Where eval.py writes, and a failed eval leaves no directory ----------------------------------------------
