@@ -9,13 +9,15 @@ import signal
 import typing
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from rnnlab import compat
-from rnnlab.callbacks import LIGHTNING_SIGNAL_LOG, _stop_all_ranks, rename_legacy_states
+from rnnlab.callbacks import LIGHTNING_SIGNAL_LOG, _stop_all_ranks
+from rnnlab.models.base import RnnlabModule
 
 
 def bare_trainer(**kwargs) -> L.Trainer:
@@ -151,9 +153,53 @@ def test_an_older_checkpoints_best_state_gets_model_checkpoints_key():
     unmonitored = ModelCheckpoint(dirpath="/run/checkpoints", filename="last", save_on_train_epoch_end=True)
     checkpoint = {"callbacks": {old.state_key: {"best_model_score": torch.tensor(2.5)},
                                 unmonitored.state_key: {"best_model_path": "last.ckpt"}, "other": {}}}
-    rename_legacy_states(checkpoint)
+    RnnlabModule().on_load_checkpoint(checkpoint)  # the module's hook: Lightning restores callbacks after it
     assert set(checkpoint["callbacks"]) == {new.state_key, unmonitored.state_key, "other"}
     assert checkpoint["callbacks"][new.state_key]["best_model_score"] == 2.5
+
+
+# torchmetrics -----------------------------------------------------------------------------------------------
+def test_torchmetrics_still_imports_scipy_and_matplotlib_at_its_import_through_the_flags_rnnlab_sets():
+    """The lever still saves something (this process imported torchmetrics as installed) and still reaches
+    it: the import-time check of torchmetrics/__init__ and the RequirementCache flags compat sets."""
+    import torchmetrics
+    import torchmetrics.utilities.imports as flags
+    from lightning_utilities.core.imports import RequirementCache
+
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    import sys
+
+    assert {"scipy.signal", "matplotlib.pyplot"} <= set(sys.modules)  # imported by torchmetrics, as measured
+    assert 'if package_available("scipy"):\n    import scipy.signal' in inspect.getsource(torchmetrics)
+    for flag in compat.TORCHMETRICS_IMPORT_TIME_FLAGS:
+        assert isinstance(getattr(flags, flag), RequirementCache) and "available" in vars(getattr(flags, flag))
+    assert set(compat.TORCHMETRICS_HIDDEN_PACKAGES) == {"scipy"}
+
+
+def test_skip_torchmetrics_optional_imports_leaves_scipy_and_matplotlib_out_and_usable():
+    """In a fresh process (torchmetrics is imported here already): `import lightning` after the skip loads
+    neither; torchmetrics' metrics work; the user's own imports of both still work."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("scipy")
+    pytest.importorskip("matplotlib")
+    code = (
+        "import sys\n"
+        "from rnnlab.compat import skip_torchmetrics_optional_imports as skip\n"
+        "assert skip() and not skip()\n"
+        "import lightning, torch, torchmetrics\n"
+        "left = [m for m in ('scipy', 'scipy.signal', 'matplotlib', 'matplotlib.pyplot') if m in sys.modules]\n"
+        "assert left == [], left\n"
+        "assert not any(type(f).__name__.startswith('_Torchmetrics') for f in sys.meta_path)\n"
+        "metric = torchmetrics.MeanMetric(); metric.update(torch.tensor([1.0, 3.0])); assert metric.compute() == 2\n"
+        "import scipy.signal, matplotlib.pyplot\n"
+        "from lightning.pytorch.tuner.lr_finder import _MATPLOTLIB_AVAILABLE\n"
+        "assert _MATPLOTLIB_AVAILABLE  # Lightning's learning-rate plot keeps matplotlib\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 # torch ------------------------------------------------------------------------------------------------------

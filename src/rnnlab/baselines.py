@@ -1,9 +1,9 @@
-"""The forecasts every model of a series is judged against, scored by the regressor's own code.
+"""The forecasts every model of a series is judged against, scored by the forecast module's own code.
 
 - persistence: y_t = y_{t-k}, the last observation at the origin;
 - seasonal naive: y_t = y_{t - m ceil(k/m)}, the same season of the last observed cycle;
 - a classical autoregression, fitted by least squares: AR(p) on one column, VAR(p) on several, in the
-  regressor's model space (differenced when the data is, z-scored on the training part), its order
+  forecast module's model space (differenced when the data is, z-scored on the training part), its order
   p chosen by Akaike's criterion on the training part, forecasts iterated from each origin. It is what
   a forecaster would fit first (Box-Jenkins without the MA part), with no dependency beyond torch.
 """

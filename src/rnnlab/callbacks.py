@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from rnnlab import compat
+from rnnlab.checkpoint_io import wait_for_checkpoints
 from rnnlab.dashboard.logger import log_step, writers
 from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError
 from rnnlab.options import (
@@ -27,6 +28,7 @@ from rnnlab.options import (
     NON_NEGATIVE_INT,
     POSITIVE_INT,
     SEED,
+    STRING,
     TEMPERATURE,
     checked,
     integer,
@@ -268,7 +270,8 @@ class InterruptCheckpoint(L.Callback):
 
     FILENAME = "interrupted.ckpt"
 
-    def __init__(self, dirpath: str):
+    @checked()
+    def __init__(self, dirpath: Annotated[str, STRING]):
         self.dirpath = dirpath
         self.path: str | None = None
         self.signal: str | None = None  # the stop signal's name, once one arrived
@@ -336,6 +339,7 @@ class InterruptCheckpoint(L.Callback):
         path = f"{self.dirpath}/{self.FILENAME}"
         try:
             trainer.save_checkpoint(path, weights_only=False)  # the full training state
+            wait_for_checkpoints(trainer)  # written (or failed) before the run reports where to resume
         except CheckpointWriteError as e:
             self.save_error = e
             return
@@ -399,25 +403,9 @@ class SignalAtStep(L.Callback):
             self._send(trainer, batch_idx)
 
 
-def rename_legacy_states(checkpoint: dict) -> None:
-    """A checkpoint written before the last.ckpt callback was Lightning's own keeps the best-epoch
-    checkpoint's state under rnnlab's former ModelCheckpoint subclass (Lightning keys a callback's state
-    by class name and options): renamed to ModelCheckpoint's key, so a resumed run keeps its best score."""
-    states = checkpoint.get("callbacks")
-    for key in [k for k in states or {} if isinstance(k, str) and k.startswith(LEGACY_CHECKPOINT_STATE)]:
-        states.setdefault("ModelCheckpoint" + key.removeprefix("LastEpochCheckpoint"), states.pop(key))
-
-
-LEGACY_CHECKPOINT_STATE = "LastEpochCheckpoint{"
-
-
 class RNGStateCheckpoint(L.Callback):
     """Store the random number generators' states in every checkpoint and restore them on resume,
-    so that a resumed run draws the same dropout masks as an uninterrupted one (and, before any state
-    is restored, give an older checkpoint's callback states their current keys: rename_legacy_states)."""
-
-    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        rename_legacy_states(checkpoint)  # Lightning restores every callback's state after this hook
+    so that a resumed run draws the same dropout masks as an uninterrupted one."""
 
     def state_dict(self) -> dict:
         state = {"torch": torch.get_rng_state(), "python": random.getstate()}

@@ -45,17 +45,6 @@ def require(ok: bool, option: str, allowed: str, value: object) -> None:
         raise ConfigError(f"{option}={value!r} is invalid: {allowed}")
 
 
-def require_choice(option: str, value: object, choices) -> None:
-    """Raise ConfigError unless `value` is one of `choices`."""
-    require(value in choices, option, "allowed values are " + ", ".join(map(str, choices)), value)
-
-
-def require_positive_int(option: str, value: object) -> None:
-    """Raise ConfigError unless `value` is an integer >= 1 (bools are rejected)."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    require(ok, option, "must be a positive integer", value)
-
-
 def require_regular_file(option: str, path: str | Path, wanted: str = "give a UTF-8 text file") -> Path:
     """The path, if it names a regular file; otherwise a ConfigError, decided from `stat` alone (a FIFO
     or a device such as /dev/zero is never opened, so it can neither hang nor fill the memory)."""

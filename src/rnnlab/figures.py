@@ -9,6 +9,7 @@ has a time column: `history` (the whole series, the validation and test parts sh
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import matplotlib
@@ -18,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rnnlab.dashboard.logger import writers  # noqa: E402
+from rnnlab.options import STRING, checked  # noqa: E402
 
 
 def _panels(spec, title: str):
@@ -31,7 +33,7 @@ def _panels(spec, title: str):
 
 
 def forecast_figures(f: dict, time) -> dict[str, plt.Figure]:
-    """The three figures from the forecasts a regressor keeps after testing (`ForecastModel.forecasts`)."""
+    """The three figures from the forecasts a forecast module keeps after testing (`ForecastModel.forecasts`)."""
     spec, levels = f["spec"], f["levels"].numpy()
     time = np.asarray(time)
     cols = [spec.columns.index(t) for t in spec.targets]
@@ -79,7 +81,8 @@ class ForecastFigures(L.Callback):
     """After testing, draw the module's forecasts into `<output_dir>/figures/*.png` and TensorBoard images
     (`~test/<name>` in the eval run)."""
 
-    def __init__(self, output_dir: str):
+    @checked()
+    def __init__(self, output_dir: Annotated[str, STRING]):
         self.dir = Path(output_dir) / "figures"
 
     def on_test_end(self, trainer, pl_module) -> None:

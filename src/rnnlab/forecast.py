@@ -1,4 +1,4 @@
-"""Forecasting after training: the next N rows of a CSV file from a trained regressor's checkpoint.
+"""Forecasting after training: the next N rows of a CSV file from a trained forecast module's checkpoint.
 
 The checkpoint carries what reading the file needs (columns, time columns and format, the
 missing-value policy, the separator; sniffed for checkpoints older than that) and the transform
@@ -16,12 +16,13 @@ import torch
 
 from rnnlab.checkpoints import format_one_error, pickles_objects
 from rnnlab.data.table import next_times, read_table
-from rnnlab.errors import ConfigError, require, require_positive_int
+from rnnlab.errors import ConfigError, require
 from rnnlab.models.forecast_model import ForecastModel
+from rnnlab.options import POSITIVE_INT
 
 
 def load_forecast_model(ckpt: str | Path) -> ForecastModel:
-    """A trained regressor on the CPU, in evaluation mode (checkpoints are plain data, read with weights_only)."""
+    """A trained forecast module on the CPU, in evaluation mode (checkpoints are plain data, read with weights_only)."""
     require(Path(ckpt).is_file(), "ckpt", "no such file: give a checkpoint of task=forecast", str(ckpt))
     try:
         module = ForecastModel.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
@@ -37,7 +38,7 @@ def forecast_csv(module: ForecastModel, csv: str | Path, steps: int) -> pd.DataF
     """The `steps` rows after the last row of `csv`, every input column in original units with its
     prediction interval (`<column>_lower`, `<column>_upper`, at the coverage `module.interval` the
     checkpoint was calibrated for on its validation part), dated when the file has a time column."""
-    require_positive_int("--steps", steps)
+    POSITIVE_INT("--steps", steps)
     require(Path(csv).is_file(), "--csv", "no such file: give the CSV file of the series so far", str(csv))
     read = module.spec.read
     table = read_table(csv, read.get("columns"), None, read.get("time_column"), read.get("time_format"),

@@ -150,6 +150,10 @@ def _regular_file_or_null(option: str, value: Any) -> None:
 
 
 FILE_OR_NULL = Check(_regular_file_or_null)
+NAME = Rule(lambda v: isinstance(v, (str, int)) and not isinstance(v, bool), "must be a name")
+NAMES = either(NAME, list_of(NAME), allowed="must be a column name or a list of names")
+CHARTS = Rule(lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, (list, tuple)) and all(
+    isinstance(x, str) for x in t) for k, t in v.items()), "must map chart titles to lists of tag patterns")
 HORIZONS = list_of(POSITIVE_INT, allowed="give a non-empty list of positive integer horizons")
 
 
@@ -161,6 +165,10 @@ def _function(obj: Any) -> Callable | None:
     return obj if callable(obj) else None
 
 
+class UnreadableRule(Exception):
+    """A declared rule whose annotation cannot be evaluated: a defect of the code, never passed over."""
+
+
 def _annotation(fn: Callable, annotation: Any) -> Any:
     """An annotation as an object (modules with `from __future__ import annotations` keep strings)."""
     if not isinstance(annotation, str):
@@ -169,6 +177,8 @@ def _annotation(fn: Callable, annotation: Any) -> Any:
     try:
         return eval(annotation, vars(module) if module else {})  # noqa: S307 - the module's own annotation
     except Exception:
+        if "Annotated[" in annotation:  # a declared rule that cannot be read would be dropped silently
+            raise UnreadableRule(f"{fn.__qualname__}: the annotation {annotation!r} cannot be evaluated") from None
         return None
 
 
@@ -229,7 +239,7 @@ def check_values(obj: Any, values: Mapping[str, Any], name: Name = lambda option
         cross(every, name)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Lists and maps of a config (what Hydra passes without `_convert_`) as plain ones, as the schema sees them."""
     from omegaconf import OmegaConf
 
@@ -261,13 +271,16 @@ def checked(*cross_checks: CrossCheck) -> Callable[[Callable], Callable]:
         @functools.wraps(fn)
         def call(*args, **kwargs):
             bound = signature.bind(*args, **kwargs)
-            values = {k: _plain(v) for k, v in bound.arguments.items() if k != "self"}
+            values = {k: plain_value(v) for k, v in bound.arguments.items() if k != "self"}
             path = _CONFIG_PATH.get()
             check_values(call, values, (lambda option: f"{path}.{option}") if path else (lambda option: option))
             with config_path(""):
                 return fn(*args, **kwargs)
 
         call.cross_checks = cross_checks
+        # inspect.getfullargspec (what Lightning's load_from_checkpoint reads to drop a checkpoint's settings the
+        # class no longer takes) does not follow __wrapped__: without this it sees (*args, **kwargs).
+        call.__signature__ = signature
         return call
 
     return decorate

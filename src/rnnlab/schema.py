@@ -20,7 +20,7 @@ from omegaconf.errors import InterpolationResolutionError
 
 from rnnlab.declared import check_declared_keys
 from rnnlab.errors import ConfigError
-from rnnlab.library_rules import LIBRARY_RULES
+from rnnlab.library_rules import LIBRARY_RULES, OptionCheck
 from rnnlab.options import (
     BOOL,
     NON_NEGATIVE_INT,
@@ -34,6 +34,7 @@ from rnnlab.options import (
     integer,
     is_number,
     nullable,
+    plain_value,
     rules_of,
 )
 from rnnlab.options import (
@@ -41,10 +42,8 @@ from rnnlab.options import (
 )
 from rnnlab.trainer_checks import check_core_fits, check_trainer
 
-Check = Callable[[str, Any], None]  # (option, value) -> None, or a ConfigError naming the option
-
 # Top-level keys, by path.
-PATH_RULES: dict[str, Check] = {
+PATH_RULES: dict[str, OptionCheck] = {
     "seed": SEED,
     "print_config": BOOL,
     "ckpt_path": nullable(Rule(lambda v: isinstance(v, str) and v != "", "must be a checkpoint path or last"),
@@ -116,10 +115,6 @@ def target_nodes(node: DictConfig | ListConfig, prefix: str = "") -> Iterator[tu
                                     else f"{prefix}{key}.")
 
 
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-
-
 def parameter_names(obj: Any) -> list[str] | None:
     """The keyword options `obj` takes, or None when it takes any (**kwargs) or has no signature."""
     try:
@@ -154,7 +149,7 @@ def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> No
                 raise ConfigError(f"{path}.{key} is missing: give a value")
             continue
         try:
-            values[key] = _plain(node[key])
+            values[key] = plain_value(node[key])
         except InterpolationResolutionError:  # a resolver that needs a Hydra run (paths.output_dir)
             continue
     name = f"{path}.{{}}".format
@@ -169,7 +164,7 @@ def check_node(node: DictConfig, path: str, cfg: DictConfig | None = None) -> No
 
 
 # eval.py's own options (conf/eval.yaml), by path.
-EVAL_PATH_RULES: dict[str, Check] = {
+EVAL_PATH_RULES: dict[str, OptionCheck] = {
     "num_tokens": NON_NEGATIVE_INT,
     "temperature": TEMPERATURE,
     "seed": SEED,
@@ -178,10 +173,10 @@ EVAL_PATH_RULES: dict[str, Check] = {
 }
 
 
-def _check_paths(cfg: DictConfig, rules: dict[str, Check]) -> None:
+def _check_paths(cfg: DictConfig, rules: dict[str, OptionCheck]) -> None:
     for path, rule in rules.items():
         if OmegaConf.select(cfg, path, default="__absent__") != "__absent__":
-            rule(path, _plain(OmegaConf.select(cfg, path)))
+            rule(path, plain_value(OmegaConf.select(cfg, path)))
 
 
 def validate_eval(cfg: DictConfig, run_cfg: DictConfig) -> None:
@@ -222,12 +217,14 @@ def _data_name(data: DictConfig) -> str:
     if target.endswith("SeriesDataModule"):
         bundled = data.get("bundled") if not OmegaConf.is_interpolation(data, "bundled") else None
         return str(bundled) if bundled else "series"
-    return "sine" if target.endswith("SineDataModule") else "timemachine"
+    if target.endswith("SineDataModule"):
+        return "sine"
+    return "timemachine" if data.get("path") in (None, "") else "text"
 
 
 def _check_task_data(cfg: DictConfig) -> None:
     """The data set belongs to the task: `data=sine` without `task=forecast` would otherwise reach the
-    language model with a series (and `task=forecast data=timemachine` a regressor without horizons)."""
+    language model with a series (and `task=forecast data=timemachine` a forecast module without horizons)."""
     task, data = OmegaConf.select(cfg, "task.name", default=None), cfg.get("data")
     if not isinstance(task, str) or not isinstance(data, DictConfig) or "_target_" not in data:
         return

@@ -44,8 +44,10 @@ def corpus_tokens(overrides: list[str], config_dir: Path) -> tuple[list[str], st
 
     validate(cfg)
     dm = build(cfg.data, "data")
-    if not hasattr(dm, "vocab"):
-        raise ConfigError("rnnlab-zipf needs a text data set (data=timemachine with any data.path)")
+    from rnnlab.data.base import TextData
+
+    if not isinstance(dm, TextData):
+        raise ConfigError("rnnlab-zipf needs a text data set (data=text with any data.path)")
     dm.setup("fit")
     tokens = dm.vocab.to_tokens(torch.cat([dm.train_tokens, dm.val_tokens]))
     return tokens, dm.describe(), dm.token

@@ -7,6 +7,7 @@ import math
 
 import lightning as L
 import pytest
+import torch
 
 from rnnlab.data import TextDataModule
 from rnnlab.data.series import SeriesDataModule
@@ -34,6 +35,13 @@ def test_a_language_model_trains_saves_and_generates_from_python(tmp_path):
     loaded = LanguageModel.load_from_checkpoint(tmp_path / "lm.ckpt", weights_only=True)
     assert loaded.generate("time traveller", 12) == model.generate("time traveller", 12)
     assert loaded.generate("time traveller", 12).startswith("time traveller")
+    # A setting the class no longer takes (an option removed since) is dropped on load, as Lightning does for
+    # a plain __init__: the option checks' wrapper keeps the signature Lightning reads.
+    checkpoint = torch.load(tmp_path / "lm.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["an_option_removed_since"] = 1
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    older = LanguageModel.load_from_checkpoint(tmp_path / "older.ckpt", weights_only=True)
+    assert older.generate("time traveller", 12) == model.generate("time traveller", 12)
 
 
 def test_a_forecaster_trains_and_tests_from_python(tmp_path):
@@ -54,6 +62,8 @@ def test_a_forecaster_trains_and_tests_from_python(tmp_path):
     (lambda: SeriesDataModule(), r"^path=null is invalid: give a CSV file or bundled$"),
     (lambda: build_core("lstm", 3, dropout=0.5), r"^dropout=0.5 has no effect with num_layers=1"),
     (lambda: LanguageModel(core={"kind": "gru"}, vocab=["a", "b"], dropout=1.5), r"^dropout=1.5 is invalid"),
+    (lambda: ForecastModel(core={"kind": "gru"}, series={}, ks=None), r"^ks=null is invalid here: the data derives "
+                                                                       r"it; pass the data's module_kwargs\(\)"),
 ])
 def test_bad_options_from_python_are_the_config_schemas_one_line_errors(build, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -8,14 +8,16 @@ from typing import Annotated
 import lightning as L
 
 from rnnlab.dashboard.logger import BEST, log_step, writers
-from rnnlab.options import checked, choice
+from rnnlab.options import CHARTS, STRING, checked, choice
 
 
 class ScalarsLayout(L.Callback):
     """Write TensorBoard's Custom Scalars layout once per run: `charts` maps a chart title to the tags
     drawn together (regular expressions, as TensorBoard reads them), in the category `category`."""
 
-    def __init__(self, charts: dict[str, list[str]], category: str = "train vs val"):
+    @checked()
+    def __init__(self, charts: Annotated[dict[str, list[str]], CHARTS],
+                 category: Annotated[str, STRING] = "train vs val"):
         self.charts = {str(title): [str(t) for t in tags] for title, tags in charts.items()}
         self.category = category
 
@@ -34,7 +36,7 @@ class BestMetricLogger(L.Callback):
     every run of a folder, and parallel coordinates draw a run only where every ticked column is set."""
 
     @checked()
-    def __init__(self, monitor: str, mode: Annotated[str, choice("min", "max")] = "min"):
+    def __init__(self, monitor: Annotated[str, STRING], mode: Annotated[str, choice("min", "max")] = "min"):
         self.monitor, self.mode = monitor, mode
         self.best: float | None = None
 

@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rnnlab.dashboard.logger import log_step, writers  # noqa: E402
+from rnnlab.data.base import SeriesData
 from rnnlab.options import POSITIVE_INT, checked
 
 
@@ -59,9 +60,9 @@ class ValidationForecastFigures(L.Callback):
         outputs = writers(trainer, "val/forecast")
         if not outputs:
             return
-        datamodule = getattr(trainer, "datamodule", None)
-        time = datamodule.time_axis() if hasattr(datamodule, "time_axis") else None
-        targets = getattr(getattr(pl_module, "spec", None), "targets", None)
+        datamodule = trainer.datamodule
+        time = datamodule.time_axis() if isinstance(datamodule, SeriesData) else None
+        targets = pl_module.spec.targets
         fig = validation_figure(pl_module.validation_forecast(), epoch, time=time,
                                 name=str(targets[0]) if targets else "value")
         for writer, tag in outputs:

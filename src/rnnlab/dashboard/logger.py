@@ -29,7 +29,7 @@ after that checkpoint instead of showing them twice.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -40,6 +40,7 @@ from torch.utils.tensorboard import SummaryWriter
 from rnnlab import compat
 from rnnlab.dashboard import hparams as hp
 from rnnlab.dashboard import session as sessions
+from rnnlab.options import STRING, checked
 
 EVENT_GLOB = "events.out.tfevents.*"
 TRAIN_RUN, VAL_RUN, EVAL_RUN = "train", "val", "eval"
@@ -92,8 +93,10 @@ class RunLogger(TensorBoardLogger):
 
     DROPPED = frozenset({"epoch"})
 
-    def __init__(self, save_dir: str, name: str = "", version: str = "", checkpoint: str | None = None,
-                 step: int | None = None, **kwargs: Any):
+    @checked()
+    def __init__(self, save_dir: Annotated[str, STRING], name: Annotated[str, STRING] = "",
+                 version: Annotated[str, STRING] = "", checkpoint: str | None = None, step: int | None = None,
+                 **kwargs: Any):
         kwargs.setdefault("default_hp_metric", False)
         super().__init__(save_dir=save_dir, name=name, version=version, **kwargs)
         self.checkpoint, self.fixed_step = checkpoint, step

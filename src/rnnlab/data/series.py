@@ -2,7 +2,8 @@
 
 `ForecastData` is the documented base every series source implements (the CSV file below, the
 book's sine in rnnlab.data.sine). It holds the observed values `levels` (T, C) in original units
-and declares, through `spec()`, everything the regressor needs as plain data (saved in checkpoints):
+and declares, through `spec()`, everything the forecast module (ForecastModel) needs as plain data
+(saved in checkpoints):
 
 - the columns and the scored targets; the model-space transform: optional first differences
   (`difference`), then a z-score per column fitted on the training part only (`mean`, `std`);
@@ -15,7 +16,7 @@ and declares, through `spec()`, everything the regressor needs as plain data (sa
 Training batches are windows of the model-space training part, (batch, num_steps, C) with
 targets shifted by one, cut by the same samplers as text (rnnlab.data.sampling); `overlapping`
 adds the book's feature-label pairs (every window start, shuffled). Validation and test batches
-are the whole observed series; the regressor forecasts from it and scores in original units.
+are the whole observed series; the forecast module forecasts from it and scores in original units.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rnnlab.options import (
     BOOL,
     FILE_OR_NULL,
     HORIZONS,
+    NAMES,
     OPEN_FRACTION,
     POSITIVE_INT,
     SEED,
@@ -55,7 +57,7 @@ MAX_STEPS = 64            # the longest window a derived num_steps takes
 
 @dataclass
 class SeriesSpec:
-    """What a regressor needs to know about its data, as plain values (stored in the checkpoint)."""
+    """What a forecast module needs to know about its data, as plain values (stored in the checkpoint)."""
 
     name: str
     columns: list[str]
@@ -136,7 +138,7 @@ class ForecastData(SeriesData):
         return self.spec_
 
     def module_kwargs(self) -> dict:
-        """The one hook the training code calls: the spec, as plain data, for the regressor's `series`."""
+        """The one hook the training code calls: the spec, as plain data, for the forecast module's `series`."""
         return {"series": asdict(self.spec_)}
 
     def time_axis(self):
@@ -173,7 +175,9 @@ class SeriesDataModule(ForecastData):
     @checked(path_or_bundled, training_part)
     def __init__(self, path: Annotated[str | None, FILE_OR_NULL] = None,
                  bundled: Annotated[str | None, nullable(choice(*BUNDLED), "data.path")] = None,
-                 columns=None, target=None, time_column=None,
+                 columns: Annotated[str | list[str] | None, nullable(NAMES, "every numeric column")] = None,
+                 target: Annotated[str | list[str] | None, nullable(NAMES, "every column chosen")] = None,
+                 time_column: Annotated[str | list[str] | None, nullable(NAMES, "none: rows are numbered")] = None,
                  time_format: Annotated[str | None, nullable(STRING, "parsed as is")] = None,
                  missing: Annotated[str, MISSING] = "error",
                  difference: Annotated[bool | str, either(BOOL, choice("auto"), allowed="must be true, false or auto "
@@ -232,7 +236,7 @@ class SeriesDataModule(ForecastData):
         return value
 
     def module_kwargs(self) -> dict:
-        """The spec and the data options the regressor reads, as derived here (the config may say null)."""
+        """The spec and the data options the forecast module reads, as derived here (the config may say null)."""
         return {**super().module_kwargs(), "num_steps": self.num_steps, "eval_context": self.eval_context,
                 "ks": self.ks, "sampling": self.sampling}
 

@@ -108,11 +108,15 @@ class ForecastModel(OptimizerStepLogging, RnnlabModule):
         num_steps: Annotated[int | None, nullable(POSITIVE_INT, "derived from the data")] = 32,
         eval_context: Annotated[int | None, nullable(POSITIVE_INT, "the whole history")] = 64,
         rollout_steps: Annotated[int | None, nullable(NON_NEGATIVE_INT, "the longest horizon, at most half the "
-                                                                          "window; 0 for the MLP")] = 0,
+                                                                          "window; 0 for the MLP")] = None,
         residual: Annotated[bool, BOOL] = False,
         interval: Annotated[float, OPEN_FRACTION] = 0.9,
     ):
         super().__init__()
+        for option, value in (("ks", ks), ("num_steps", num_steps)):  # null in a config: the data derives it
+            if value is None:
+                raise ConfigError(f"{option}=null is invalid here: the data derives it; pass the data's "
+                                  "module_kwargs() (ForecastModel(core=..., **data.module_kwargs()))")
         # Plain-data specs (rnnlab.models.spec), so the checkpoint's hyperparameters are data.
         core, scheduler = plain_spec(core, "module.core"), plain_spec(scheduler, "module.scheduler")
         optimizer = plain_spec(optimizer if optimizer is not None else {"_target_": "torch.optim.Adam"},
@@ -377,6 +381,7 @@ class ForecastModel(OptimizerStepLogging, RnnlabModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Checkpoints from before the intervals hold no widths: they load uncalibrated (NaN)."""
+        super().on_load_checkpoint(checkpoint)
         if "interval_width" in checkpoint:
             self.interval_width = torch.tensor(checkpoint["interval_width"], dtype=torch.float32)
 

@@ -1,4 +1,5 @@
-"""The one contract between the regressor and a model: next-value predictions that can be continued.
+"""The one contract between the forecast module (ForecastModel) and a model: next-value predictions that can be
+continued.
 
 A `Forecaster` maps a window of observations (batch, time, C) and a state to predictions of the
 next value after each observation (batch, time, C) and a new state; calling it again on its own
@@ -18,7 +19,7 @@ from rnnlab.models.cores import output_size
 
 
 class Forecaster(nn.Module):
-    """Base of every model the regressor trains; subclasses implement `forward` and `cat_states`."""
+    """Base of every model the forecast module trains; subclasses implement `forward` and `cat_states`."""
 
     lags: int | None = None  # observations one prediction reads; None: the whole history (a recurrent state)
     warmup: int = 0          # leading predictions of a fresh window that lack full inputs (not trained on)

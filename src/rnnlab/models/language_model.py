@@ -22,7 +22,7 @@ from rnnlab.models.optim import configure_optimizers
 from rnnlab.models.spec import core_from_spec, plain_spec
 from rnnlab.models.state import CarriedState
 from rnnlab.models.step_logging import OptimizerStepLogging, is_logging_step
-from rnnlab.options import FRACTION, POSITIVE_INT, checked, nullable
+from rnnlab.options import FRACTION, NON_NEGATIVE_INT, POSITIVE_INT, TEMPERATURE, checked, nullable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,7 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
                                        "train_seconds": elapsed}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         epoch_state = checkpoint.get(EPOCH_STATE_KEY)
         if epoch_state is None:
             return
@@ -244,12 +245,11 @@ class LanguageModel(OptimizerStepLogging, RnnlabModule):
         return self.vocab[tokens]
 
     @torch.no_grad()
-    def generate(self, prefix: str | None, num_tokens: int, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> str:
+    @checked()
+    def generate(self, prefix: str | None, num_tokens: Annotated[int, NON_NEGATIVE_INT],
+                 temperature: Annotated[float, TEMPERATURE] = 0.0, generator: torch.Generator | None = None) -> str:
         """Continue `prefix` (None: `sample_prefix`) by `num_tokens`: warm up on the prefix, then argmax
         (temperature 0) or sample."""
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-            raise ConfigError(f"temperature={temperature!r} is invalid: must be a finite number >= 0 (0: greedy)")
         if prefix is None:
             prefix = self.sample_prefix
         was_training = self.training

@@ -77,9 +77,12 @@ def data_option(data_cfg: DictConfig) -> str:
 def check_columns(module: Any, datamodule: Any, data_cfg: DictConfig) -> None:
     """A forecaster reads and predicts the columns it was trained on, in that order (its spec): data with
     other columns is refused in one line naming the missing and extra ones, before anything is scored."""
-    trained = getattr(getattr(module, "spec", None), "columns", None)
-    if trained is None or not hasattr(datamodule, "spec"):
+    from rnnlab.data.base import SeriesData
+    from rnnlab.models.forecast_model import ForecastModel
+
+    if not isinstance(module, ForecastModel) or not isinstance(datamodule, SeriesData):
         return
+    trained = module.spec.columns
     have, want = list(datamodule.spec().columns), list(trained)
     if have == want:
         return
@@ -118,7 +121,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module_cls = get_class(run_cfg.module._target_)
     module = module_cls.load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
-    trained = getattr(getattr(module, "spec", None), "columns", None)
+    trained = module.spec.columns if task == "forecast" else None
     try:
         datamodule = build(data_cfg, "data")
     except ConfigError as e:  # e.g. an extra column of the file is constant: say which columns to choose
