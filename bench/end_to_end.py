@@ -1,6 +1,7 @@
 """The project's whole run against the book's loop, end to end, each in its own process.
 
     python bench/end_to_end.py [--cores rnn gru ...] [--epochs 10] [--repeats 3] [--out rows.json]
+        [--variant NAME="override ... [env:VAR=value ...]" ...] [--no-book]
 
 Per core: `python train.py model=X trainer.max_epochs=N` (start-up, validation, checkpoints, the
 TensorBoard logger, the final generated sample: the whole run, in a temporary run directory) against
@@ -8,6 +9,11 @@ TensorBoard logger, the final generated sample: the whole run, in a temporary ru
 interleaved A B A B over `--repeats`. Wall time is the child's (from its start to its exit), peak
 memory the child's maximum resident set (os.wait4's rusage of that child alone). The table shows
 medians; tokens/s is the training tokens (steps x batch x num_steps) over the whole wall time.
+"first step" is the time from the child's start to its first training step (after the sanity check),
+read from bench/startup_times.py's callback, which each project run gets on its command line.
+`--variant` adds a project run with more overrides (and environment variables, `env:NAME=value`) to
+each round, interleaved with the others: one lever measured against the default side by side.
+OMP_NUM_THREADS and the rest of the environment are inherited (unset: torch uses every core).
 Not part of the test suite.
 """
 
@@ -33,30 +39,52 @@ CORES = ("rnn", "gru", "lstm", "rnn_scratch", "gru_scratch", "lstm_scratch")
 BATCH, NUM_STEPS, HIDDEN = 32, 35, 256
 
 
-def run_child(cmd: list[str], log: Path) -> tuple[float, float]:
-    """Run `cmd` to its end; its wall seconds and its peak resident set in MB (Linux: ru_maxrss in KB)."""
+def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Run `cmd` to its end; its wall seconds, its peak resident set in MB (Linux: ru_maxrss in KB) and
+    the wall-clock time (time.time()) it started at."""
     with open(log, "w") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        start, t0 = time.time(), time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"error: {' '.join(cmd)} exited with {proc.returncode}; its output: {log}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, start
 
 
-def project(core: str, epochs: int, run_dir: Path, log: Path) -> tuple[float, float, int]:
-    wall, peak = run_child([sys.executable, "train.py", f"model={core}", f"trainer.max_epochs={epochs}",
-                            f"hydra.run.dir={run_dir}"], log)
+def parse_variant(text: str) -> tuple[str, list[str], dict[str, str]]:
+    """`NAME=override ... env:VAR=value ...` -> (name, overrides, environment variables)."""
+    name, _, rest = text.partition("=")
+    overrides, env = [], {}
+    for token in rest.split():
+        if token.startswith("env:"):
+            key, _, value = token[4:].partition("=")
+            env[key] = value
+        else:
+            overrides.append(token)
+    return name, overrides, env
+
+
+def project(core: str, epochs: int, run_dir: Path, log: Path, overrides: list[str] = (),
+            env: dict[str, str] | None = None) -> tuple[float, float, int, float | None]:
+    """The whole `python train.py` run: wall seconds, peak MB, training steps, seconds to the first step."""
+    times = run_dir.with_name(run_dir.name + "-times.json")
+    child_env = {**os.environ, **(env or {})}
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "bench"), child_env.get("PYTHONPATH")) if p)
+    wall, peak, start = run_child(
+        [sys.executable, "train.py", f"model={core}", f"trainer.max_epochs={epochs}", f"hydra.run.dir={run_dir}",
+         "+callbacks.startup_times._target_=startup_times.StartupTimes", f"+callbacks.startup_times.path={times}",
+         *overrides], log, child_env)
     steps = json.loads((run_dir / "metrics.json").read_text())["global_step"]
-    return wall, peak, steps
+    first = json.loads(times.read_text())["first_step"] - start if times.is_file() else None
+    return wall, peak, steps, first
 
 
-def book(core: str, epochs: int, log: Path) -> tuple[float, float, int]:
-    wall, peak = run_child([sys.executable, "bench/book_loop.py", "--core", core, "--epochs", str(epochs)], log)
+def book(core: str, epochs: int, log: Path) -> tuple[float, float, int, None]:
+    wall, peak, _ = run_child([sys.executable, "bench/book_loop.py", "--core", core, "--epochs", str(epochs)], log)
     tokens = int(re.search(r"^tokens (\d+)$", log.read_text(), re.M).group(1))
-    return wall, peak, tokens // (BATCH * NUM_STEPS)
+    return wall, peak, tokens // (BATCH * NUM_STEPS), None
 
 
 def main(argv=None):
@@ -65,28 +93,45 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="JSON rows (bench/rows.py)")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME="OVERRIDES"',
+                        help="another project run per round, with these overrides (env:VAR=value: environment)")
+    parser.add_argument("--no-book", action="store_true", help="project runs only (the variants' side-by-side)")
     args = parser.parse_args(argv)
+    variants = [("project", [], {})] + [parse_variant(v) for v in args.variant]
     tmp = Path(tempfile.mkdtemp(prefix="end_to_end_"))
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {platform.machine()} {os.cpu_count()} CPUs, load average at start "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; epochs={args.epochs} repeats={args.repeats}; "
           f"logs in {tmp}")
-    print("| core | project s | book s | project/book | project peak MB | book peak MB | project/book |\n"
-          "|---|---|---|---|---|---|---|")
+    print("| core | run | wall s | peak MB | first step s | wall / book | peak / book | wall / project |\n"
+          "|---|---|---|---|---|---|---|---|")
     rows = []
     for core in args.cores:
-        runs = {"project": [], "book": []}
+        runs = {name: [] for name, _, _ in variants}
+        if not args.no_book:
+            runs["book"] = []
         for i in range(args.repeats):  # A B A B: drifts of a shared machine hit both alike
-            runs["project"].append(project(core, args.epochs, tmp / f"{core}-{i}", tmp / f"{core}-{i}-project.log"))
-            runs["book"].append(book(core, args.epochs, tmp / f"{core}-{i}-book.log"))
-        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[0][2])
+            for name, overrides, env in variants:
+                runs[name].append(project(core, args.epochs, tmp / f"{core}-{name}-{i}",
+                                          tmp / f"{core}-{name}-{i}.log", overrides, env))
+            if not args.no_book:
+                runs["book"].append(book(core, args.epochs, tmp / f"{core}-{i}-book.log"))
+        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[0][2],
+                      statistics.median(r[3] for r in rs) if rs[0][3] is not None else None)
                for name, rs in runs.items()}
-        (pw, pm, ps), (bw, bm, _) = med["project"], med["book"]
-        rows.append(row("end_to_end", core, HIDDEN, "cpu", BATCH, NUM_STEPS, ps, epochs=args.epochs,
+        rows.append(row("end_to_end", core, HIDDEN, "cpu", BATCH, NUM_STEPS, med["project"][2], epochs=args.epochs,
                         repeats=args.repeats, load_average=os.getloadavg()[0], loops={
                             name: loop(steps * BATCH * NUM_STEPS / wall, peak, wall_s=wall, steps=steps,
-                                       wall_s_runs=[r[0] for r in runs[name]])
-                            for name, (wall, peak, steps) in med.items()}))
-        print(f"| {core} | {pw:.1f} | {bw:.1f} | {pw / bw:.2f} | {pm:.0f} | {bm:.0f} | {pm / bm:.2f} |", flush=True)
+                                       wall_s_runs=[r[0] for r in runs[name]], first_step_s=first,
+                                       **({"overrides": next(v[1] for v in variants if v[0] == name),
+                                           "env": next(v[2] for v in variants if v[0] == name)}
+                                          if name != "book" else {}))
+                            for name, (wall, peak, steps, first) in med.items()}))
+        bw, bm = (med["book"][0], med["book"][1]) if "book" in med else (None, None)
+        for name, (wall, peak, _, first) in med.items():
+            ratio = f"{wall / bw:.2f} | {peak / bm:.2f}" if bw else "- | -"
+            fs = f"{first:.2f}" if first is not None else "-"
+            print(f"| {core} | {name} | {wall:.1f} | {peak:.0f} | {fs} | {ratio} | {wall / med['project'][0]:.2f} |",
+                  flush=True)
     print(f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.out:
         write_rows(args.out, rows)

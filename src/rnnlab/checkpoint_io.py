@@ -14,11 +14,13 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 
 from rnnlab.errors import CheckpointWriteError
 
@@ -129,3 +131,112 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise CheckpointWriteError(f"checkpoint {path} could not be written ({reason}): {kept}") from None
             raise
         _fsync_directory(path.parent)
+
+
+class _InOrder(CheckpointIO):
+    """What the writer thread of AsyncAtomicCheckpointIO calls: the atomic writer, whose failure is kept for the
+    training thread (not raised in the writer thread), and the removals that were waiting for a write."""
+
+    def __init__(self, writer: AtomicCheckpointIO):
+        super().__init__()
+        self.writer = writer
+        self.lock = threading.Lock()
+        self.submitted = 0  # writes handed to the thread
+        self.done = 0  # writes finished (or failed)
+        self.removals: list[tuple[int, Any]] = []  # (writes that must finish first, path)
+        self.failure: BaseException | None = None  # the first failed write, until the training thread raises it
+        self.failed = False  # a write failed: no removal waiting for one is done (the former best stays)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        try:
+            self.writer.save_checkpoint(checkpoint, path, storage_options)
+        except BaseException as e:  # the training thread raises it (AsyncAtomicCheckpointIO.raise_failure)
+            with self.lock:
+                self.failure, self.failed = self.failure or e, True
+        finally:
+            with self.lock:
+                self.done += 1
+            self.remove_due()
+
+    def remove_due(self, everything: bool = False) -> None:
+        with self.lock:
+            due = [path for after, path in self.removals if everything or after <= self.done]
+            self.removals = [(after, path) for after, path in self.removals if path not in due]
+            if self.failed:
+                due = []
+        for path in due:
+            self.writer.remove_checkpoint(path)
+
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.writer.load_checkpoint(*args, **kwargs)
+
+    def remove_checkpoint(self, path) -> None:
+        self.writer.remove_checkpoint(path)
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy sent to another process (ddp_spawn) gets its own lock
+        return {**self.__dict__, "lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
+
+
+class AsyncAtomicCheckpointIO(AsyncCheckpointIO):
+    """Lightning's AsyncCheckpointIO around AtomicCheckpointIO: a checkpoint is copied on the training thread
+    (Lightning clones its tensors) and written, fsynced and renamed by one writer thread, in the order the
+    saves were asked for, while training goes on.
+
+    - What a reader sees stays the atomic writer's: the previous file or the new one, never a part.
+    - A removal (ModelCheckpoint dropping the former best) waits for the writes asked before it, so a kill
+      never finds the former best removed and the new one unwritten; after a failed write none is done.
+    - Reading a checkpoint (a resume, the learning-rate finder's restore) first waits for every write.
+    - `wait()` blocks until every write has finished and raises the first failure (CheckpointWriteError);
+      Lightning calls it at the end of fit, validate and test (teardown), and rnnlab.callbacks.InterruptCheckpoint
+      after interrupted.ckpt, so a run never goes on to its evaluation or exits with a write in flight. A write
+      that failed in the thread is raised at the next save or at that wait, whichever comes first.
+    """
+
+    def __init__(self, checkpoint_io: AtomicCheckpointIO | None = None) -> None:
+        self.queue = _InOrder(checkpoint_io or AtomicCheckpointIO())
+        super().__init__(self.queue)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        self.raise_failure()
+        with self.queue.lock:
+            self.queue.submitted += 1
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+    def remove_checkpoint(self, path) -> None:
+        with self.queue.lock:
+            pending = self.queue.done < self.queue.submitted
+            if pending:
+                self.queue.removals.append((self.queue.submitted, path))
+            failed = self.queue.failed
+        if not pending and not failed:
+            self.queue.remove_checkpoint(path)
+
+    def load_checkpoint(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.wait()
+        return super().load_checkpoint(*args, **kwargs)
+
+    def wait(self) -> None:
+        """Block until every checkpoint asked for is written (and the removals behind them done); raise the
+        first write that failed, once. The next save starts a new writer thread."""
+        super().teardown()  # Lightning's: shuts the writer thread down after its queue is empty
+        self.queue.remove_due(everything=True)
+        self.raise_failure()
+
+    def teardown(self) -> None:
+        self.wait()
+
+    def raise_failure(self) -> None:
+        with self.queue.lock:
+            failure, self.queue.failure = self.queue.failure, None
+        if failure is not None:
+            raise failure
+
+
+def wait_for_checkpoints(trainer) -> None:
+    """Block until the checkpoints the trainer's writer has queued are written; raise a failed write."""
+    io = trainer.strategy.checkpoint_io
+    if isinstance(io, AsyncAtomicCheckpointIO):
+        io.wait()

@@ -7,8 +7,11 @@ are imported inside the functions: the run-directory guard reads RANK_VARIABLES 
 
 from __future__ import annotations
 
+import sys
 import typing
 from contextlib import AbstractContextManager
+from importlib.abc import MetaPathFinder
+from importlib.machinery import PathFinder
 from typing import Callable
 
 # Lightning ---------------------------------------------------------------------------------------------
@@ -82,6 +85,81 @@ def wrap_lr_finder_bar(wrap: Callable[[Callable], Callable]) -> None:
         wrapped = wrap(lr_finder.tqdm)
         wrapped.__wrapped__ = lr_finder.tqdm
         lr_finder.tqdm = wrapped
+
+
+# torchmetrics ------------------------------------------------------------------------------------------
+
+# What torchmetrics imports at its own import only because it is installed: `import lightning` imports
+# torchmetrics (Lightning's logging takes its Metric), whose __init__ imports scipy.signal when
+# lightning_utilities' package_available("scipy") says so, functional.audio imports it again behind the
+# RequirementCache flag _SCIPI_AVAILABLE, and utilities.plot imports matplotlib.pyplot behind _MATPLOTLIB_AVAILABLE
+# (scipy comes with the [search] extra, matplotlib with the forecast figures). An LM run uses neither.
+# Measured (2026-12-03, torch 2.13, Lightning 2.6.6, torchmetrics 1.9.0, this 2-core CPU): docs/performance.md,
+# "Issue 29": the seconds to the first step and the resident megabytes they cost.
+TORCHMETRICS_HIDDEN_PACKAGES = ("scipy",)  # package_available() answers False while torchmetrics/__init__ runs
+TORCHMETRICS_IMPORT_TIME_FLAGS = ("_SCIPI_AVAILABLE", "_MATPLOTLIB_AVAILABLE")  # in torchmetrics.utilities.imports
+TORCHMETRICS_FLAGS_MODULE = "torchmetrics.utilities.imports"
+
+
+class _TorchmetricsWithoutOptionalImports(MetaPathFinder):
+    """Loads torchmetrics as it is, except that (1) while its __init__ runs, `TORCHMETRICS_HIDDEN_PACKAGES` are
+    None in sys.modules, Python's own mark of a module that is not there (importlib.util.find_spec answers None),
+    removed again at once, and (2) the RequirementCache flags of TORCHMETRICS_IMPORT_TIME_FLAGS are set to
+    unavailable before torchmetrics reads them (a RequirementCache evaluates once, into `available`)."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in ("torchmetrics", TORCHMETRICS_FLAGS_MODULE):
+            return None
+        if name == TORCHMETRICS_FLAGS_MODULE:
+            sys.meta_path.remove(self)  # the second and last module this finder loads
+        spec = PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+        spec.loader.exec_module = (self._exec_hiding if name == "torchmetrics" else self._exec_marking)(exec_module)
+        return spec
+
+    @staticmethod
+    def _exec_hiding(exec_module):
+        def exec_hiding(module) -> None:
+            hidden = [p for p in TORCHMETRICS_HIDDEN_PACKAGES if p not in sys.modules]
+            sys.modules.update(dict.fromkeys(hidden))
+            try:
+                exec_module(module)
+            finally:
+                for package in hidden:
+                    if package in sys.modules and sys.modules[package] is None:
+                        del sys.modules[package]
+        return exec_hiding
+
+    @staticmethod
+    def _exec_marking(exec_module):
+        def exec_marking(module) -> None:
+            exec_module(module)
+            for flag in TORCHMETRICS_IMPORT_TIME_FLAGS:
+                cache = getattr(module, flag, None)
+                if cache is not None:
+                    cache.available = False
+                    cache.message = "rnnlab's commands load torchmetrics without its optional imports (rnnlab.compat)"
+        return exec_marking
+
+
+def skip_torchmetrics_optional_imports() -> bool:
+    """Before Lightning is imported: torchmetrics will not import scipy.signal and matplotlib.pyplot at its own
+    import (True; False when torchmetrics is already imported, which then stays as it is).
+
+    Private: torchmetrics' import-time checks (its __init__'s package_available("scipy"), the flags of
+    torchmetrics.utilities.imports) and RequirementCache's cached `available`; torchmetrics has no public switch
+    for its optional imports. What a user loses, in this process only: torchmetrics' own `Metric.plot()` (it says
+    matplotlib is missing), its scipy-based options (scipy.signal.hamming for SRMR, the scipy solver of PIT with
+    3+ speakers), and lightning_utilities' package_available("scipy") says False. scipy and matplotlib
+    themselves import as usual (Lightning's learning-rate plot and rnnlab's figures import matplotlib where they
+    draw). Called by the commands (rnnlab.cli.common.hydra_cli: train.py, eval.py, rnnlab-eval), never on
+    import of rnnlab: a program that imports rnnlab gets torchmetrics as installed."""
+    if "torchmetrics" in sys.modules or any(isinstance(f, _TorchmetricsWithoutOptionalImports) for f in sys.meta_path):
+        return False
+    sys.meta_path.insert(0, _TorchmetricsWithoutOptionalImports())
+    return True
 
 
 # torch -------------------------------------------------------------------------------------------------

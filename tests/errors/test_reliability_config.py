@@ -20,7 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from conftest import CONF, ROOT, TINY, assert_refused_in_process, assert_refused_run, compose_config, one_error_line
-from rnnlab.checkpoint_io import AtomicCheckpointIO
+from rnnlab.checkpoint_io import AsyncAtomicCheckpointIO
 from rnnlab.errors import ConfigError
 from rnnlab.run.build import build_run
 from rnnlab.schema import check_declared_keys, validate
@@ -180,7 +180,7 @@ def test_config_plugins_reach_the_trainer_with_the_atomic_writer(make_cfg):
     parts = build_run(make_cfg(f"+trainer.plugins=[{PRECISION_PLUGIN}]"))
     assert isinstance(parts.trainer.precision_plugin, MixedPrecision)
     assert parts.trainer.precision_plugin.precision == "bf16-mixed"
-    assert type(parts.trainer.strategy.checkpoint_io) is AtomicCheckpointIO
+    assert type(parts.trainer.strategy.checkpoint_io) is AsyncAtomicCheckpointIO  # the atomic writer, in a thread
 
 
 def test_a_checkpoint_io_plugin_of_the_config_replaces_the_atomic_writer_with_a_warning(make_cfg, caplog):

@@ -117,14 +117,14 @@ def test_a_single_plugin_node_reaches_the_trainer(tmp_path):
     from lightning.fabric.plugins.environments import LightningEnvironment
 
     from conftest import compose_config
-    from rnnlab.checkpoint_io import AtomicCheckpointIO
+    from rnnlab.checkpoint_io import AsyncAtomicCheckpointIO
     from rnnlab.run.build import build_run
 
     cfg = compose_config(tmp_path,
                          "+trainer.plugins={_target_: lightning.fabric.plugins.environments.LightningEnvironment}")
     trainer = build_run(cfg).trainer
     assert isinstance(trainer._accelerator_connector.cluster_environment, LightningEnvironment)
-    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert isinstance(trainer.strategy.checkpoint_io, AsyncAtomicCheckpointIO)
 
 
 def test_a_runs_final_line_is_kept_in_its_log_file_too(tmp_path, capsys):

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.checkpoint_io import AtomicCheckpointIO
+from rnnlab.checkpoint_io import AsyncAtomicCheckpointIO, AtomicCheckpointIO
 from rnnlab.errors import ConfigError
 from rnnlab.extras import missing_package
 from rnnlab.options import config_path
@@ -62,17 +62,20 @@ def build_group(nodes: DictConfig | None, name: str) -> dict[str, Any]:
 
 def trainer_plugins(trainer: DictConfig) -> list[Any]:
     """The config's `trainer.plugins` and the checkpoint writer: checkpoints are written beside their target,
-    fsynced and renamed (rnnlab.checkpoint_io), on every filesystem, unless the config names a CheckpointIO
-    plugin of its own, which then writes them (with a warning in the run's log: not atomically by us)."""
+    fsynced and renamed (rnnlab.checkpoint_io), on every filesystem, by a writer thread while training goes on
+    (AsyncAtomicCheckpointIO), unless the config names a CheckpointIO plugin of its own, which then writes them
+    (with a warning in the run's log: not atomically by us)."""
     node = trainer.get("plugins")
     given = [] if node is None else build(node, "trainer.plugins", _convert_="all")
     plugins = list(given) if isinstance(given, (list, tuple)) else [given]
     own = [p for p in plugins if isinstance(p, CheckpointIO)]
+    if own and isinstance(own[0], (AtomicCheckpointIO, AsyncAtomicCheckpointIO)):
+        return plugins  # rnnlab's writer, e.g. AtomicCheckpointIO: every write done before training goes on
     if own:
         log.warning("trainer.plugins: checkpoints are written by %s, not by rnnlab's atomic writer (a kill while "
                     "saving may leave a partial file)", type(own[0]).__name__)
         return plugins
-    return [*plugins, AtomicCheckpointIO()]
+    return [*plugins, AsyncAtomicCheckpointIO()]
 
 
 def build_run(cfg: DictConfig) -> RunParts:

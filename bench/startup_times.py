@@ -1,0 +1,29 @@
+"""A callback for bench/end_to_end.py: when `python train.py` reaches fit start and its first training step
+(wall-clock time.time(), comparable with the parent's process start), written to `path` as JSON.
+
+    PYTHONPATH=bench python train.py +callbacks.startup_times._target_=startup_times.StartupTimes \
+        +callbacks.startup_times.path=/tmp/times.json
+
+Not part of the test suite; the callback costs one clock read per batch until the first step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+
+
+class StartupTimes(L.Callback):
+    def __init__(self, path: str):
+        self.path, self.times = Path(path), {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.times["fit_start"] = time.time()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if "first_step" not in self.times:
+            self.times["first_step"] = time.time()
+            self.path.write_text(json.dumps(self.times))
