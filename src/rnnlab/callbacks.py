@@ -9,6 +9,7 @@ import math
 import os
 import random
 import signal
+import signal as signal_module  # SignalAtStep takes an option named `signal`
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -21,7 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from rnnlab import compat
 from rnnlab.checkpoint_io import wait_for_checkpoints
 from rnnlab.dashboard.logger import log_step, writers
-from rnnlab.errors import CheckpointWriteError, ConfigError, DivergenceError
+from rnnlab.errors import CheckpointWriteError, DivergenceError
 from rnnlab.options import (
     DATA_PREFIX,
     NON_NEGATIVE,
@@ -30,7 +31,9 @@ from rnnlab.options import (
     SEED,
     STRING,
     TEMPERATURE,
+    Rule,
     checked,
+    choice,
     integer,
     nullable,
 )
@@ -371,24 +374,20 @@ def _release_other_ranks(trainer) -> None:
     compat.release_ranks_waiting_for_sigterm(trainer)
 
 
+SIGNAL_NAME = Rule(lambda v: isinstance(v, str) and v.startswith("SIG") and hasattr(signal_module, v),
+                   "give a signal name such as SIGINT or SIGTERM")
+
+
 class SignalAtStep(L.Callback):
     """Fault injection for drills and tests: send `signal` (SIGINT, SIGTERM, SIGKILL, ...) to this
     process when training is about to take optimizer step `step` (`stage: train`), or when the test
     loop of the evaluation is about to score batch `step` (`stage: test`), e.g.
     `+callbacks.fault={_target_: rnnlab.callbacks.SignalAtStep, step: 120, signal: SIGTERM}`."""
 
-    STAGES = ("train", "test")
-
-    def __init__(self, step: int, signal: str = "SIGINT", stage: str = "train"):
-        import signal as signals
-
-        if not hasattr(signals, str(signal)) or not str(signal).startswith("SIG"):
-            raise ConfigError(f"callbacks.signal={signal!r} is invalid: give a signal name such as SIGINT or SIGTERM")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise ConfigError(f"callbacks.step={step!r} is invalid: must be an integer >= 0")
-        if stage not in self.STAGES:
-            raise ConfigError(f"callbacks.stage={stage!r} is invalid: allowed values are {', '.join(self.STAGES)}")
-        self.step, self.signum, self.stage = step, getattr(signals, signal), stage
+    @checked()
+    def __init__(self, step: Annotated[int, NON_NEGATIVE_INT], signal: Annotated[str, SIGNAL_NAME] = "SIGINT",
+                 stage: Annotated[str, choice("train", "test")] = "train"):
+        self.step, self.signum, self.stage = step, getattr(signal_module, signal), stage
 
     def _send(self, trainer, at: int) -> None:
         if at == self.step and trainer.is_global_zero:
