@@ -200,7 +200,11 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="torch.set_flush_denormal(True), as train.py's flush_denormal (not in the book)")
     args = parser.parse_args(argv)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)

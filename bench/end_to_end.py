@@ -13,6 +13,7 @@ medians; tokens/s is the training tokens (steps x batch x num_steps) over the wh
 read from bench/startup_times.py's callback, which each project run gets on its command line.
 `--variant` adds a project run with more overrides (and environment variables, `env:NAME=value`) to
 each round, interleaved with the others: one lever measured against the default side by side.
+`--book-ftz` adds the book's loop with denormals flushed to zero (as train.py's flush_denormal, not the book's).
 OMP_NUM_THREADS and the rest of the environment are inherited (unset: torch uses every core).
 Not part of the test suite.
 """
@@ -81,8 +82,9 @@ def project(core: str, epochs: int, run_dir: Path, log: Path, overrides: list[st
     return wall, peak, steps, first
 
 
-def book(core: str, epochs: int, log: Path) -> tuple[float, float, int, None]:
-    wall, peak, _ = run_child([sys.executable, "bench/book_loop.py", "--core", core, "--epochs", str(epochs)], log)
+def book(core: str, epochs: int, log: Path, *options: str) -> tuple[float, float, int, None]:
+    wall, peak, _ = run_child([sys.executable, "bench/book_loop.py", "--core", core, "--epochs", str(epochs),
+                               *options], log)
     tokens = int(re.search(r"^tokens (\d+)$", log.read_text(), re.M).group(1))
     return wall, peak, tokens // (BATCH * NUM_STEPS), None
 
@@ -96,25 +98,33 @@ def main(argv=None):
     parser.add_argument("--variant", action="append", default=[], metavar='NAME="OVERRIDES"',
                         help="another project run per round, with these overrides (env:VAR=value: environment)")
     parser.add_argument("--no-book", action="store_true", help="project runs only (the variants' side-by-side)")
+    parser.add_argument("--book-ftz", action="store_true",
+                        help="also the book's loop with denormals flushed to zero (book_loop.py --flush-denormal)")
     args = parser.parse_args(argv)
     variants = [("project", [], {})] + [parse_variant(v) for v in args.variant]
     tmp = Path(tempfile.mkdtemp(prefix="end_to_end_"))
     print(f"{time.strftime('%Y-%m-%d %H:%M')} {platform.machine()} {os.cpu_count()} CPUs, load average at start "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; epochs={args.epochs} repeats={args.repeats}; "
           f"logs in {tmp}")
-    print("| core | run | wall s | peak MB | first step s | wall / book | peak / book | wall / project |\n"
-          "|---|---|---|---|---|---|---|---|")
+    extra = (" wall / book_ftz | peak / book_ftz |", "---|---|") if args.book_ftz and not args.no_book else ("", "")
+    print(f"| core | run | wall s | peak MB | first step s | wall / book | peak / book | wall / project |{extra[0]}\n"
+          f"|---|---|---|---|---|---|---|---|{extra[1]}")
     rows = []
     for core in args.cores:
         runs = {name: [] for name, _, _ in variants}
         if not args.no_book:
             runs["book"] = []
+            if args.book_ftz:
+                runs["book_ftz"] = []
         for i in range(args.repeats):  # A B A B: drifts of a shared machine hit both alike
             for name, overrides, env in variants:
                 runs[name].append(project(core, args.epochs, tmp / f"{core}-{name}-{i}",
                                           tmp / f"{core}-{name}-{i}.log", overrides, env))
             if not args.no_book:
                 runs["book"].append(book(core, args.epochs, tmp / f"{core}-{i}-book.log"))
+                if args.book_ftz:
+                    runs["book_ftz"].append(book(core, args.epochs, tmp / f"{core}-{i}-book_ftz.log",
+                                                 "--flush-denormal"))
         med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs), rs[0][2],
                       statistics.median(r[3] for r in rs) if rs[0][3] is not None else None)
                for name, rs in runs.items()}
@@ -124,14 +134,15 @@ def main(argv=None):
                                        wall_s_runs=[r[0] for r in runs[name]], first_step_s=first,
                                        **({"overrides": next(v[1] for v in variants if v[0] == name),
                                            "env": next(v[2] for v in variants if v[0] == name)}
-                                          if name != "book" else {}))
+                                          if not name.startswith("book") else {}))
                             for name, (wall, peak, steps, first) in med.items()}))
         bw, bm = (med["book"][0], med["book"][1]) if "book" in med else (None, None)
         for name, (wall, peak, _, first) in med.items():
             ratio = f"{wall / bw:.2f} | {peak / bm:.2f}" if bw else "- | -"
             fs = f"{first:.2f}" if first is not None else "-"
-            print(f"| {core} | {name} | {wall:.1f} | {peak:.0f} | {fs} | {ratio} | {wall / med['project'][0]:.2f} |",
-                  flush=True)
+            ftz = f" {wall / med['book_ftz'][0]:.2f} | {peak / med['book_ftz'][1]:.2f} |" if "book_ftz" in med else ""
+            rel = wall / med["project"][0]
+            print(f"| {core} | {name} | {wall:.1f} | {peak:.0f} | {fs} | {ratio} | {rel:.2f} |{ftz}", flush=True)
     print(f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.out:
         write_rows(args.out, rows)
