@@ -4,7 +4,9 @@ Lightning or torch changed, before a run meets it."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import signal
 import typing
 
@@ -231,3 +233,20 @@ def test_callbacks_minimal_also_writes_last_ckpt_after_every_epoch(tmp_path):
     last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     best = torch.load(ckpts / "best-epoch000.ckpt", map_location="cpu", weights_only=True)
     assert (best["epoch"], last["epoch"]) == (0, 1) and last["global_step"] == 2 * best["global_step"]
+
+
+# tqdm -------------------------------------------------------------------------------------------------------
+def test_end_progress_lines_closes_every_open_tqdm_bar():
+    """compat.open_progress_bars finds the open bars through tqdm's `_instances`: the final line after them
+    starts on its own line."""
+    from tqdm import tqdm
+
+    from rnnlab.run.result import report
+
+    screen = io.StringIO()
+    outer, inner = tqdm(total=10, file=screen, leave=True), tqdm(total=5, file=screen, leave=False)
+    outer.update(3), inner.update(2)
+    with contextlib.redirect_stderr(screen):
+        report("error: x")
+    before, _, after = screen.getvalue().partition("error: x")
+    assert before.endswith("\n") and after == "\n" and outer.disable and inner.disable

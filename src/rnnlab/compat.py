@@ -1,6 +1,8 @@
 """The library internals rnnlab cannot do without, in one place (Lightning 2.6, torch 2.13).
 
-Everything else uses public APIs. Each name here says what it reaches and what the public API lacks
+Everything else uses public APIs, except rnnlab.dashboard.logger.RunLogger's use of the state it inherits from
+TensorBoardLogger (`_experiment`, `_kwargs`: a subclass's own attributes, canaried in tests/test_compat.py too).
+Each name here says what it reaches and what the public API lacks
 (measured); tests/test_compat.py fails if the library changes under any of them. Lightning and torch
 are imported inside the functions: the run-directory guard reads RANK_VARIABLES without them.
 """
@@ -172,3 +174,16 @@ def rnn_tracing(enabled: bool) -> AbstractContextManager:
     import torch._dynamo.config
 
     return torch._dynamo.config.patch(allow_rnn=enabled)
+
+
+# tqdm -------------------------------------------------------------------------------------------------------
+def open_progress_bars() -> list:
+    """The tqdm bars still open, lowest on the screen first. tqdm keeps them in the class attribute
+    `_instances` (tqdm 4; `tqdm.write` clears them the same way) and has no public list: an error or a stop
+    in the middle of an epoch leaves Lightning's bars unfinished, and rnnlab.run.result closes them so the
+    line printed next starts on its own line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return []
+    return sorted(getattr(tqdm, "_instances", ()), key=lambda b: -abs(getattr(b, "pos", 0)))

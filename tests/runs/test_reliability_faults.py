@@ -287,21 +287,6 @@ def test_divergence_line_after_a_progress_bar_starts_its_own_line(tmp_path):
     assert metrics(tmp_path / "run")["status"] == "diverged"
 
 
-def test_end_progress_lines_closes_every_open_tqdm_bar():
-    """rnnlab.run.job.end_progress_lines finds the open bars through tqdm's `_instances`."""
-    from tqdm import tqdm
-
-    from rnnlab.run.job import report
-
-    screen = io.StringIO()
-    outer, inner = tqdm(total=10, file=screen, leave=True), tqdm(total=5, file=screen, leave=False)
-    outer.update(3), inner.update(2)
-    with contextlib.redirect_stderr(screen):
-        report("error: x")
-    before, _, after = screen.getvalue().partition("error: x")
-    assert before.endswith("\n") and after == "\n" and outer.disable and inner.disable
-
-
 # Real commands -------------------------------------------------------------------------------------------
 def train(run, *overrides, env=None, preexec_fn=None):
     return subprocess.run([sys.executable, "train.py", *TINY, *RUN, f"hydra.run.dir={run}", *overrides], cwd=ROOT,

@@ -130,7 +130,7 @@ def test_a_single_plugin_node_reaches_the_trainer(tmp_path):
 def test_a_runs_final_line_is_kept_in_its_log_file_too(tmp_path, capsys):
     import logging
 
-    from rnnlab.run.job import report
+    from rnnlab.run.result import report
 
     handler = logging.FileHandler(tmp_path / "train.log")
     logging.getLogger().addHandler(handler)

@@ -36,7 +36,7 @@ from rnnlab.run.build import RunParts, build_run
 from rnnlab.run.interrupts import AFTER_TRAINING, BEFORE_TRAINING, TRAINING, Interrupted, Phases
 from rnnlab.run.outputs import trained_metrics
 from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
-from rnnlab.run.result import RunResult, finish, report  # noqa: F401  (report: imported from here by tests)
+from rnnlab.run.result import RunResult, finish
 from rnnlab.run.resume import FinishedRun, ResumePoint, check_checkpoint, checkpoint_dir
 from rnnlab.run.tune import find_learning_rate
 from rnnlab.schema import validate

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnlab import compat
 from rnnlab.errors import USER_ERROR_EXIT
 from rnnlab.run.outputs import write_metrics
 
@@ -60,14 +61,8 @@ class RunResult:
 def end_progress_lines() -> None:
     """Close the progress bars still open (an error or a stop in the middle of an epoch leaves Lightning's
     bars and the learning-rate finder's unfinished, the cursor at the end of a bar's line), so the line
-    printed next starts on its own line and no bar is redrawn after it. tqdm keeps its open bars in the
-    class attribute `_instances` (tqdm 4, `tqdm.write` clears them the same way);
-    tests/runs/test_reliability_faults.py fails if it goes."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return
-    for bar in sorted(getattr(tqdm, "_instances", ()), key=lambda b: -abs(getattr(b, "pos", 0))):  # lowest first
+    printed next starts on its own line and no bar is redrawn after it (rnnlab.compat.open_progress_bars)."""
+    for bar in compat.open_progress_bars():
         try:
             bar.close()
         except Exception:  # a bar whose stream is gone: nothing to end
