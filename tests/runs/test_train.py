@@ -43,6 +43,7 @@ def run_cli(*args, cwd=ROOT, timeout=300):
                           timeout=timeout, env=env)
 
 
+@pytest.mark.slow  # tests/runs/test_experiments.py's joblib multirun checks the same per job (about 12 s saved)
 def test_multirun_writes_one_directory_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", "model=rnn,gru", *TINY, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}")
