@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT, TINY, RunEvents
 from rnnlab.dashboard.logger import event_dir
 from rnnlab.run.job import main_task
