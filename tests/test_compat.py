@@ -204,6 +204,103 @@ def test_skip_torchmetrics_optional_imports_leaves_scipy_and_matplotlib_out_and_
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
+# torch._dynamo ----------------------------------------------------------------------------------------------
+def test_lightning_still_imports_torch_dynamo_at_its_import_where_compat_defers_it():
+    """The lever still saves something and still reaches it: each of compat.DYNAMO_IMPORTERS takes
+    OptimizedModule from torch._dynamo at module level or decorates with torch.compiler.disable, which imports
+    torch._dynamo; and no other Lightning module imports it at module level."""
+    import importlib
+    from pathlib import Path
+
+    import torch.compiler
+
+    sources = {name: inspect.getsource(importlib.import_module(name)) for name in compat.DYNAMO_IMPORTERS}
+    assert "\nfrom torch._dynamo import OptimizedModule\n" in sources["lightning.fabric.wrappers"]
+    assert "\nfrom torch._dynamo import OptimizedModule\n" in sources["lightning.pytorch.utilities.compile"]
+    assert "@torch.compiler.disable\n" in sources["lightning.pytorch.trainer.connectors.logger_connector.result"]
+    assert "import torch._dynamo" in inspect.getsource(torch.compiler.disable)
+    root = Path(L.__file__).parent
+
+    def imports_dynamo_at_import(path: Path) -> bool:  # a module-level import, or a decorator anywhere
+        return any(line.startswith(("from torch._dynamo", "import torch._dynamo"))
+                   or line.strip().startswith("@torch.compiler.disable") for line in path.read_text().splitlines())
+
+    importers = {".".join(("lightning", *p.relative_to(root).with_suffix("").parts))
+                 for p in root.rglob("*.py") if imports_dynamo_at_import(p)}
+    assert importers == set(compat.DYNAMO_IMPORTERS)
+
+
+def test_defer_dynamo_import_leaves_torch_dynamo_out_and_compiled_modules_still_recognised():
+    """In a fresh process: `import lightning` after the deferral loads neither torch._dynamo nor sympy, and a
+    Trainer is built without them (trainer.deterministic=false passed on as None: rnnlab.run.build). Then
+    torch.compile imports the real torch._dynamo, and Lightning's checks see its OptimizedModule and use its
+    disable for the logging methods, as without the deferral."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from rnnlab.compat import defer_dynamo_import as defer, DeferredOptimizedModule\n"
+        "assert defer() and not defer()\n"
+        "import lightning, torch\n"
+        "from lightning.fabric.wrappers import _unwrap_compiled\n"
+        "from lightning.pytorch.utilities.compile import _maybe_unwrap_optimized\n"
+        "from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection\n"
+        "from lightning.pytorch.demos.boring_classes import BoringModel\n"
+        "from rnnlab.run.build import build_trainer\n"
+        "trainer = build_trainer({'_target_': 'lightning.Trainer', 'deterministic': False, 'logger': False,\n"
+        "                         'enable_progress_bar': False, 'accelerator': 'cpu'})\n"
+        "left = [m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules]\n"
+        "assert left == [], left\n"
+        "assert not any(type(f).__name__ == '_LightningWithoutDynamo' for f in sys.meta_path)\n"
+        "model = BoringModel()\n"
+        "assert not isinstance(model, DeferredOptimizedModule) and _maybe_unwrap_optimized(model) is model\n"
+        "compiled = torch.compile(model, backend='eager')\n"
+        "import torch._dynamo\n"
+        "assert isinstance(compiled, DeferredOptimizedModule) and issubclass(type(compiled), DeferredOptimizedModule)\n"
+        "assert _unwrap_compiled(compiled) == (model, {'backend': 'eager'})\n"
+        "assert _maybe_unwrap_optimized(compiled) is model\n"
+        "results = _ResultCollection(training=True)\n"
+        "results.log('training_step', 'x', torch.tensor(2.0), on_step=False, on_epoch=True, batch_size=1)\n"
+        "assert float(results['training_step.x'].value) == 2.0\n"
+        "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_deferred_compiler_disable_runs_the_function_then_dynamos_disabled_version():
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        return 2 * x
+
+    deferred = compat.deferred_compiler_disable(fn)
+    assert deferred(3) == 6 and calls == [3] and deferred.__wrapped__ is fn
+    assert compat.deferred_compiler_disable(recursive=False)(fn)(1) == 2  # the decorator's keyword form
+    import torch._dynamo  # noqa: F401  (this process has it; the branch after the import)
+
+    compiled = torch.compile(lambda x: deferred(x) + 1, backend="eager")
+    assert compiled(torch.tensor(1.0)).item() == 3.0  # traced around: fn runs eagerly (it appends)
+    assert isinstance(calls[-1], torch.Tensor)
+
+
+def test_trainer_deterministic_false_leaves_torchs_flag_alone_unless_it_is_on():
+    from rnnlab.run.build import unchanged_deterministic
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert unchanged_deterministic(False) is None
+    assert unchanged_deterministic(True) is True and unchanged_deterministic("warn") == "warn"
+    assert unchanged_deterministic(None) is None
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert unchanged_deterministic(False) is False  # an earlier run in this process turned it on
+        bare_trainer(deterministic=unchanged_deterministic(False))
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 # torch ------------------------------------------------------------------------------------------------------
 def test_rnn_tracing_switches_dynamos_allow_rnn_for_its_block_only():
     import torch._dynamo.config as dynamo_config

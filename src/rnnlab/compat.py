@@ -9,7 +9,10 @@ are imported inside the functions: the run-directory guard reads RANK_VARIABLES 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import sys
+import types
 import typing
 from contextlib import AbstractContextManager
 from importlib.abc import MetaPathFinder
@@ -161,6 +164,130 @@ def skip_torchmetrics_optional_imports() -> bool:
     if "torchmetrics" in sys.modules or any(isinstance(f, _TorchmetricsWithoutOptionalImports) for f in sys.meta_path):
         return False
     sys.meta_path.insert(0, _TorchmetricsWithoutOptionalImports())
+    return True
+
+
+# torch._dynamo ------------------------------------------------------------------------------------------
+
+# `import lightning` imports torch._dynamo (with sympy, mpmath and torch.fx's passes), which only torch.compile
+# needs: (1) two of its modules do `from torch._dynamo import OptimizedModule` (the class torch.compile wraps a
+# module in) and use it only in isinstance checks (lightning.fabric.wrappers: _unwrap_compiled, _unwrap_objects;
+# lightning.pytorch.utilities.compile: from_compiled, to_uncompiled, _maybe_unwrap_optimized); (2) its
+# logger_connector.result decorates two methods with torch.compiler.disable, which imports torch._dynamo to mark
+# them for the compiler. A run that never compiles needs neither. Measured (2026-12-03, torch 2.13, Lightning
+# 2.6.6, this 2-core CPU): docs/performance.md, "Issue 29": torch._dynamo is 1.1 s of the 3.6 s of imports
+# before the first step.
+DYNAMO = "torch._dynamo"
+DYNAMO_IMPORTERS = (
+    "lightning.fabric.wrappers",
+    "lightning.pytorch.utilities.compile",
+    "lightning.pytorch.trainer.connectors.logger_connector.result",
+)
+
+
+def _real_dynamo():
+    """torch._dynamo if something imported it (torch.compile does), else None."""
+    dynamo = sys.modules.get(DYNAMO)
+    return None if dynamo is None or isinstance(dynamo, _DynamoStandIn) else dynamo
+
+
+class _DeferredOptimizedModuleType(type):
+    """isinstance/issubclass against torch._dynamo's OptimizedModule once torch._dynamo is imported, False
+    before: an OptimizedModule exists only after something imported torch._dynamo."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        dynamo = _real_dynamo()
+        return dynamo is not None and isinstance(obj, dynamo.OptimizedModule)
+
+    def __subclasscheck__(cls, subclass) -> bool:
+        dynamo = _real_dynamo()
+        return dynamo is not None and issubclass(subclass, dynamo.OptimizedModule)
+
+
+class DeferredOptimizedModule(metaclass=_DeferredOptimizedModuleType):
+    """What Lightning's importers of torch._dynamo get for `OptimizedModule` (see defer_dynamo_import)."""
+
+
+def deferred_compiler_disable(fn=None, recursive=True, *, reason=None):
+    """torch.compiler.disable, applied when torch._dynamo is imported: until then nothing is compiled, so `fn`
+    runs as it is; from then on, as torch._dynamo.disable(fn, ...) (made once)."""
+    if fn is None:
+        return functools.partial(deferred_compiler_disable, recursive=recursive, reason=reason)
+    disabled = []
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if not disabled:
+            dynamo = _real_dynamo()
+            if dynamo is None:
+                return fn(*args, **kwargs)
+            disabled.append(dynamo.disable(fn, recursive, reason=reason))
+        return disabled[0](*args, **kwargs)
+
+    return run
+
+
+class _DynamoStandIn(types.ModuleType):
+    """In sys.modules as torch._dynamo only while a module of DYNAMO_IMPORTERS runs: its OptimizedModule is
+    DeferredOptimizedModule; any other name imports the real torch._dynamo (nothing breaks, nothing is saved)."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # the import system's own probes (__path__, __spec__...)
+            raise AttributeError(name)
+        if sys.modules.get(DYNAMO) is self:
+            del sys.modules[DYNAMO]
+        return getattr(importlib.import_module(DYNAMO), name)
+
+
+class _LightningWithoutDynamo(MetaPathFinder):
+    """Loads DYNAMO_IMPORTERS as they are, except that while each runs, torch._dynamo in sys.modules is a
+    _DynamoStandIn and torch.compiler.disable is deferred_compiler_disable (both restored at once). Leaves
+    sys.meta_path when it has loaded them all."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in DYNAMO_IMPORTERS:
+            return None
+        if all(m in sys.modules or m == name for m in DYNAMO_IMPORTERS):
+            sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_deferring(module) -> None:
+            import torch.compiler
+
+            if DYNAMO in sys.modules:
+                return exec_module(module)
+            stand_in = _DynamoStandIn(DYNAMO, "rnnlab.compat's stand-in while Lightning imports (not torch's)")
+            stand_in.OptimizedModule = DeferredOptimizedModule
+            disable = torch.compiler.disable
+            sys.modules[DYNAMO], torch.compiler.disable = stand_in, deferred_compiler_disable
+            try:
+                exec_module(module)
+            finally:
+                torch.compiler.disable = disable
+                if sys.modules.get(DYNAMO) is stand_in:
+                    del sys.modules[DYNAMO]
+
+        spec.loader.exec_module = exec_deferring
+        return spec
+
+
+def defer_dynamo_import() -> bool:
+    """Before Lightning is imported: Lightning will not import torch._dynamo at its own import (True; False when
+    one of its importers of it is already imported: Lightning then stays as it is).
+
+    Private: the module-level `from torch._dynamo import OptimizedModule` and `@torch.compiler.disable` of
+    DYNAMO_IMPORTERS; Lightning has no switch for them. Nothing is lost: torch.compile (model.compile, or the
+    user's own) imports torch._dynamo as usual, and from then on Lightning's isinstance checks see its
+    OptimizedModule and its two logging methods are disabled for the compiler, as Lightning has them. Called by
+    the commands (rnnlab.cli.common.hydra_cli), never on import of rnnlab."""
+    if any(name in sys.modules for name in DYNAMO_IMPORTERS) or any(
+        isinstance(f, _LightningWithoutDynamo) for f in sys.meta_path
+    ):
+        return False
+    sys.meta_path.insert(0, _LightningWithoutDynamo())
     return True
 
 

@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from rnnlab.compat import skip_torchmetrics_optional_imports
+from rnnlab.compat import defer_dynamo_import, skip_torchmetrics_optional_imports
 from rnnlab.errors import USER_ERROR_EXIT, ConfigError, error_line
 from rnnlab.extras import install_command, missing_package
 from rnnlab.run.result import end_before_run
@@ -133,9 +133,11 @@ def hydra_cli(main: Callable[[], Any]) -> int:
     Hydra's own errors (a bad override, an unknown group option) end with one line and exit status 2
     as well. With HYDRA_FULL_ERROR=1 set by the user, Hydra's full traces instead. torchmetrics, imported with
     Lightning, skips its optional imports of scipy.signal and matplotlib (rnnlab.compat; RNNLAB_TORCHMETRICS_FULL=1:
-    as installed)."""
+    as installed), and Lightning leaves torch._dynamo to torch.compile (RNNLAB_DYNAMO_AT_IMPORT=1: at its import)."""
     if os.environ.get("RNNLAB_TORCHMETRICS_FULL") != "1":
         skip_torchmetrics_optional_imports()
+    if os.environ.get("RNNLAB_DYNAMO_AT_IMPORT") != "1":
+        defer_dynamo_import()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return 0

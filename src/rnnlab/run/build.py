@@ -78,6 +78,27 @@ def trainer_plugins(trainer: DictConfig) -> list[Any]:
     return [*plugins, AsyncAtomicCheckpointIO()]
 
 
+def unchanged_deterministic(value: Any) -> Any:
+    """`trainer.deterministic`, with false passed as None when torch's flag is already off: Lightning then leaves
+    the flag alone instead of calling torch.use_deterministic_algorithms(False), which changes nothing there but
+    imports torch._inductor and torch._dynamo to set the compiler's copy of the flag (1.2 s before the first step
+    on a 2-core CPU, docs/performance.md "Issue 29"). A process where an earlier run turned it on (a multirun
+    sweeping trainer.deterministic) still gets it turned off."""
+    import torch
+
+    if value is False and not torch.are_deterministic_algorithms_enabled():
+        return None
+    return value
+
+
+def build_trainer(options: DictConfig | dict, **kwargs) -> L.Trainer:
+    """The Trainer of a training run or an evaluation, trainer.deterministic as unchanged_deterministic says."""
+    if isinstance(options, DictConfig):
+        options = OmegaConf.to_container(options, resolve=True)
+    options = {**options, "deterministic": unchanged_deterministic(options.get("deterministic"))}
+    return build(OmegaConf.create(options), "trainer", **kwargs)
+
+
 def build_run(cfg: DictConfig) -> RunParts:
     """Data first (the module needs its vocabulary or series), then the module, then the Trainer."""
     datamodule = build(cfg.data, "data")
@@ -95,6 +116,5 @@ def build_run(cfg: DictConfig) -> RunParts:
     # The plugins are built above: the node goes without them (a single plugin node would not merge with a list).
     options = OmegaConf.to_container(cfg.trainer, resolve=True)
     options.pop("plugins", None)
-    trainer = build(OmegaConf.create(options), "trainer", callbacks=callbacks, logger=loggers,
-                    plugins=trainer_plugins(cfg.trainer))
+    trainer = build_trainer(options, callbacks=callbacks, logger=loggers, plugins=trainer_plugins(cfg.trainer))
     return RunParts(datamodule, module, trainer, build_group(cfg.get("evaluation"), "evaluation"))

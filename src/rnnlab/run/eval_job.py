@@ -27,7 +27,7 @@ from rnnlab.dashboard.logger import RunLogger, checkpoint_step
 from rnnlab.dashboard.run_label import evaluated_label
 from rnnlab.errors import ConfigError, error_line
 from rnnlab.metrics import finite_or_none
-from rnnlab.run.build import build, build_group
+from rnnlab.run.build import build, build_group, build_trainer
 from rnnlab.run.quiet import lightning_logs_to_the_run_log, silence_advertisements
 from rnnlab.run.result import RunResult, finish
 from rnnlab.schema import validate_eval
@@ -135,7 +135,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> RunResult:
                           "evaluate with the training run's data options")
     check_columns(module, datamodule, data_cfg)
     loggers = list(build_group(evaluation_loggers(cfg.get("logger"), ckpt_path), "logger").values())
-    trainer = build(cfg.trainer, "trainer", logger=loggers, callbacks=[])
+    trainer = build_trainer(cfg.trainer, logger=loggers, callbacks=[])
     for logger in loggers:
         if isinstance(logger, RunLogger):  # before Lightning logs the module's own hyperparameters
             logger.log_hyperparams(flat_settings(run_cfg, keep_null=True))
