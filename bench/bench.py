@@ -153,6 +153,7 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
         module = instantiate(cfg.module, **dm.module_kwargs())
     meter = Throughput(warmup=5)
     callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [c for c in callbacks if c is not None]  # a factory may switch its entry off (early_stopping)
     loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]
     callbacks += [meter, *extra]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=False)
