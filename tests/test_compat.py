@@ -22,6 +22,15 @@ from rnnlab.callbacks import LIGHTNING_SIGNAL_LOG, _stop_all_ranks
 from rnnlab.models.base import RnnlabModule
 
 
+def assert_fresh_process_prints_ok(code: str) -> None:
+    """Run `code` in a new Python process (nothing imported yet) and check it ends by printing ok."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
 def bare_trainer(**kwargs) -> L.Trainer:
     options = dict(accelerator="cpu", logger=False, enable_progress_bar=False, enable_checkpointing=False,
                    enable_model_summary=False)
@@ -182,8 +191,6 @@ def test_torchmetrics_still_imports_scipy_and_matplotlib_at_its_import_through_t
 def test_skip_torchmetrics_optional_imports_leaves_scipy_and_matplotlib_out_and_usable():
     """In a fresh process (torchmetrics is imported here already): `import lightning` after the skip loads
     neither; torchmetrics' metrics work; the user's own imports of both still work."""
-    import subprocess
-    import sys
 
     pytest.importorskip("scipy")
     pytest.importorskip("matplotlib")
@@ -200,8 +207,7 @@ def test_skip_torchmetrics_optional_imports_leaves_scipy_and_matplotlib_out_and_
         "from lightning.pytorch.tuner.lr_finder import _MATPLOTLIB_AVAILABLE\n"
         "assert _MATPLOTLIB_AVAILABLE  # Lightning's learning-rate plot keeps matplotlib\n"
         "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert_fresh_process_prints_ok(code)
 
 
 # torch._dynamo ----------------------------------------------------------------------------------------------
@@ -235,8 +241,6 @@ def test_defer_dynamo_import_leaves_torch_dynamo_out_and_compiled_modules_still_
     Trainer is built without them (trainer.deterministic=false passed on as None: rnnlab.run.build). Then
     torch.compile imports the real torch._dynamo, and Lightning's checks see its OptimizedModule and use its
     disable for the logging methods, as without the deferral."""
-    import subprocess
-    import sys
 
     code = (
         "import sys\n"
@@ -264,8 +268,7 @@ def test_defer_dynamo_import_leaves_torch_dynamo_out_and_compiled_modules_still_
         "results.log('training_step', 'x', torch.tensor(2.0), on_step=False, on_epoch=True, batch_size=1)\n"
         "assert float(results['training_step.x'].value) == 2.0\n"
         "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+    assert_fresh_process_prints_ok(code)
 
 
 def test_deferred_compiler_disable_runs_the_function_then_dynamos_disabled_version():
