@@ -136,6 +136,8 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     from hydra.core.global_hydra import GlobalHydra
     from hydra.utils import instantiate
 
+    from rnnlab.run.build import build_group
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[
@@ -152,9 +154,8 @@ def project_path(kind, hidden, batch_size, num_steps, device, steps, tmp, compil
     if module is None:
         module = instantiate(cfg.module, **dm.module_kwargs())
     meter = Throughput(warmup=5)
-    callbacks = [] if bare else [instantiate(c) for c in cfg.callbacks.values() if c is not None]
-    callbacks = [c for c in callbacks if c is not None]  # a factory may switch its entry off (early_stopping)
-    loggers = [] if bare else [instantiate(c) for c in cfg.logger.values()]
+    callbacks = [] if bare else list(build_group(cfg.callbacks, "callbacks").values())  # as train.py builds them
+    loggers = [] if bare else list(build_group(cfg.logger, "logger").values())
     callbacks += [meter, *extra]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=False)
     trainer.fit(module, datamodule=dm)

@@ -174,9 +174,10 @@ def skip_torchmetrics_optional_imports() -> bool:
 # module in) and use it only in isinstance checks (lightning.fabric.wrappers: _unwrap_compiled, _unwrap_objects;
 # lightning.pytorch.utilities.compile: from_compiled, to_uncompiled, _maybe_unwrap_optimized); (2) its
 # logger_connector.result decorates two methods with torch.compiler.disable, which imports torch._dynamo to mark
-# them for the compiler. A run that never compiles needs neither. Measured (2026-12-03, torch 2.13, Lightning
-# 2.6.6, this 2-core CPU): docs/performance.md, "Issue 29": torch._dynamo is 1.1 s of the 3.6 s of imports
-# before the first step.
+# them for the compiler. A run that never compiles needs neither. What it saves is an evaluation's: a training
+# run imports torch._dynamo anyway, through torch.optim (Optimizer.add_param_group and step). Measured
+# (2026-12-03, torch 2.13, Lightning 2.6.6, this 2-core CPU; docs/performance.md, "Issue 29, round three"):
+# eval.py 4.6-5.0 s and 330 MB against 6.0-7.0 s and 396 MB.
 DYNAMO = "torch._dynamo"
 DYNAMO_IMPORTERS = (
     "lightning.fabric.wrappers",

@@ -81,9 +81,10 @@ def trainer_plugins(trainer: DictConfig) -> list[Any]:
 def unchanged_deterministic(value: Any) -> Any:
     """`trainer.deterministic`, with false passed as None when torch's flag is already off: Lightning then leaves
     the flag alone instead of calling torch.use_deterministic_algorithms(False), which changes nothing there but
-    imports torch._inductor and torch._dynamo to set the compiler's copy of the flag (1.2 s before the first step
-    on a 2-core CPU, docs/performance.md "Issue 29"). A process where an earlier run turned it on (a multirun
-    sweeping trainer.deterministic) still gets it turned off."""
+    imports torch._inductor and torch._dynamo to set the compiler's copy of the flag (with
+    rnnlab.compat.defer_dynamo_import, about 1.5 s of an evaluation's start-up on a 2-core CPU; a training run
+    imports them anyway with torch's optimizer: docs/performance.md "Issue 29, round three"). A process where an
+    earlier run turned it on (a multirun sweeping trainer.deterministic) still gets it turned off."""
     import torch
 
     if value is False and not torch.are_deterministic_algorithms_enabled():
